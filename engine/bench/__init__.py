@@ -1,0 +1,1 @@
+"""Benchmarks behind `homestream bench`: one module each, results recorded in loadtest/RESULTS.md."""

@@ -1,0 +1,1 @@
+"""One module per `homestream` subcommand (see engine/cli.py)."""

@@ -1,0 +1,153 @@
+"""Every setting of the server in one dataclass, with its unit, default and why.
+
+Settings come, lowest precedence first, from these defaults, a TOML file (`--config FILE`), `HOMESTREAM_<FIELD>`
+environment variables (upper-case field name), and command-line flags. docs/OPERATIONS.md documents each field;
+`Settings.describe()` is its source so the two cannot drift. Invariant: a loaded Settings is validated, so nothing
+downstream re-checks ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+FSYNC_MODES = ("always", "batch", "never")
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc, **kw})
+    return field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclass
+class Settings:
+    data: str = _f("./homestream-data", "directory of the log segments and checkpoints; created if missing")
+    host: str = _f("127.0.0.1", "address to listen on; loopback by default so a first start exposes nothing")
+    port: int = _f(6286, "TCP port")
+    fsync: str = _f("batch", "durability: always (fsync per write), batch (group commit), never (OS decides)")
+    commit_window_ms: float = _f(2.0, "batch mode: the longest a write waits for the group fsync that covers it (ms)")
+    segment_bytes: int = _f(64 * MiB, "size of one log segment file before it is sealed and a new one started (bytes)")
+    open_writes: bool = _f(False, "accept unsigned writes: for local benchmarks only, announced loudly at start")
+    max_body_bytes: int = _f(8 * MiB, "largest request body (bytes); larger is 413 before the body is read")
+    max_header_bytes: int = _f(16 * KiB, "largest request head (bytes); larger is 431")
+    max_request_line: int = _f(8 * KiB, "longest request line (bytes); longer is 414")
+    idle_timeout: float = _f(30.0, "close a keep-alive connection idle this long between requests (s)")
+    header_timeout: float = _f(10.0, "close a connection whose request head takes longer than this (s)")
+    max_connections: int = _f(20000, "connections beyond this are answered 503 and closed")
+    cors_origins: list = _f([], "origins echoed in Access-Control-Allow-Origin; empty means '*'")
+    auth_skew: float = _f(300.0, "largest accepted clock difference of a signed request (s)")
+    sse_keepalive: float = _f(15.0, "send ': keep-alive' on a stream after this long without a frame (s)")
+    inline_max: int = _f(4 * KiB, "largest UTF-8 body carried inline in a PUT event with ?inline=1 (bytes)")
+    send_queue_bytes: int = _f(1 * MiB, "per-subscriber send queue; past it the subscriber catches up from the log")
+    max_lag_bytes: int = _f(1 * GiB, "a subscriber further behind than this much log is evicted (bytes)")
+    retention_age: float = _f(0.0, "drop history older than this (s); 0 keeps it forever; live keys are kept")
+    retention_bytes: int = _f(0, "drop oldest history past this total log size (bytes); 0 is unlimited")
+    max_patterns: int = _f(64, "most patterns in one /subscribe request")
+    shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
+    log_level: str = _f("info", "debug, info, warning or error")
+
+    def validate(self) -> "Settings":
+        if self.fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_MODES)}, not {self.fsync!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1..65535, not {self.port}")
+        for name in ("segment_bytes", "max_body_bytes", "max_header_bytes", "max_request_line",
+                     "max_connections", "inline_max", "send_queue_bytes", "max_lag_bytes", "max_patterns"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.segment_bytes < 64 * KiB:
+            raise ValueError("segment_bytes must be at least 64 KiB")
+        for name in ("commit_window_ms", "idle_timeout", "header_timeout", "auth_skew", "sse_keepalive",
+                     "shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.retention_age < 0 or self.retention_bytes < 0:
+            raise ValueError("retention settings must not be negative")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, Any, str]]:
+        """(name, default, doc) for every field, for --help and docs/OPERATIONS.md."""
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((f.name, default, f.metadata["doc"]))
+        return out
+
+    @classmethod
+    def load(cls, config_file: str | None = None, env: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> "Settings":
+        values: dict[str, Any] = {}
+        if config_file:
+            with open(config_file, "rb") as fh:
+                doc = tomllib.load(fh)
+            doc = doc.get("homestream", doc)
+            for key, value in doc.items():
+                values[_field_name(key, f"{config_file}")] = value
+        env = os.environ if env is None else env
+        for f in fields(cls):
+            raw = env.get("HOMESTREAM_" + f.name.upper())
+            if raw is not None:
+                values[f.name] = _from_text(f, raw)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[_field_name(key, "overrides")] = value
+        types = {f.name: f for f in fields(cls)}
+        for key, value in list(values.items()):
+            values[key] = _coerce(types[key], value)
+        return cls(**values).validate()
+
+
+def _field_name(key: str, where: str) -> str:
+    name = key.replace("-", "_")
+    if name not in {f.name for f in fields(Settings)}:
+        raise ValueError(f"unknown setting {key!r} in {where}")
+    return name
+
+
+def _from_text(f: dataclasses.Field, raw: str) -> Any:
+    if f.type in ("list", list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    kind = f.type
+    try:
+        if kind in ("bool", bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind in ("int", int):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind in ("float", float):
+            return float(value)
+        if kind in ("list", list):
+            if isinstance(value, str):
+                return [part.strip() for part in value.split(",") if part.strip()]
+            return list(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {f.name}: cannot read {value!r} as {kind}") from None
