@@ -1,0 +1,227 @@
+"""Subscription matching, MurmurHash3 and set-reconciliation sketches of the C core (issue 4 figures).
+
+Patterns are 40% exact, 40% one-user prefix, 20% all-user prefix over pubky-like keys (52-char user ids,
+paths like /pub/app7.example/posts/0000123.json). The pools of users and apps grow with the number of
+patterns so that an event matches a similar handful of patterns at 1,000 and at 1,000,000 subscriptions;
+the ratio of the two match times is then the cost of the index's size alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import sys
+import time
+import timeit
+from array import array
+
+from engine.names import Pattern, encode_user, parse_pattern
+from engine.native.hashing import murmur3_x64_128, murmur3_x64_128_int
+from engine.native.sketch import SketchEncoder
+from engine.native.trie import SubscriptionIndex
+
+COLLECTIONS = ("posts", "follows", "tags", "files")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patterns", type=int, default=1_000_000, help="large index size (default 1,000,000)")
+    parser.add_argument("--small", type=int, default=1_000, help="small index size (default 1,000)")
+    parser.add_argument("--events", type=int, default=20_000, help="events matched per timing pass")
+    parser.add_argument("--sketch-keys", type=int, default=1_000_000, help="keys encoded in the sketch bench")
+    parser.add_argument("--differences", type=int, default=1_000, help="set differences decoded")
+    parser.add_argument("--seed", type=int, default=1)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Workload:
+    """Patterns and events for an index of n patterns."""
+
+    def __init__(self, n: int, rng: random.Random):
+        self.rng = rng
+        self.users = [encode_user(rng.randbytes(32)) for _ in range(max(16, n // 20))]
+        self.apps = [f"app{i}.example" for i in range(max(8, n // 100))]
+        self.exact_keys: list[tuple[str, str]] = []
+        self.patterns: list[tuple[int, Pattern]] = []
+        for i in range(n):
+            self.patterns.append((i // 4, self._pattern(i)))
+
+    def _path(self, rng) -> str:
+        return f"/pub/{rng.choice(self.apps)}/{rng.choice(COLLECTIONS)}/"
+
+    def _pattern(self, i: int) -> Pattern:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.4:  # exact
+            user = rng.choice(self.users)
+            path = f"{self._path(rng)}{rng.randrange(10**7):07d}.json"
+            self.exact_keys.append((user, path))
+            return Pattern(f"{user}{path}", user, path, False)
+        if r < 0.8:  # one user, prefix
+            user, d = rng.choice(self.users), rng.random()
+            path = self._path(rng) if d < 0.7 else (f"/pub/{rng.choice(self.apps)}/" if d < 0.9 else "/")
+            return Pattern(f"{user}{path}*", user, path, True)
+        path = self._path(rng) if rng.random() < 0.8 else f"/pub/{rng.choice(self.apps)}/"
+        return Pattern(f"*{path}*", None, path, True)
+
+    def events(self, count: int) -> list[tuple[str, str]]:
+        rng, out = self.rng, []
+        for _ in range(count):
+            if self.exact_keys and rng.random() < 0.3:
+                out.append(rng.choice(self.exact_keys))
+            else:
+                out.append((rng.choice(self.users), f"{self._path(rng)}{rng.randrange(10**7):07d}.json"))
+        return out
+
+
+def _time_match(idx: SubscriptionIndex, events, repeat: int = 3) -> tuple[float, float]:
+    """(best seconds per event, mean matches per event)."""
+    match = idx.match
+    matches = sum(len(match(u, p)) for u, p in events)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for u, p in events:
+            match(u, p)
+        best = min(best, time.perf_counter() - t0)
+    return best / len(events), matches / len(events)
+
+
+def _build(work: Workload, chunk: int = 100_000) -> tuple[SubscriptionIndex, float, int]:
+    gc.collect()
+    rss0 = _rss()
+    idx = SubscriptionIndex()
+    elapsed = 0.0
+    for start in range(0, len(work.patterns), chunk):
+        part = work.patterns[start:start + chunk]
+        t0 = time.perf_counter()
+        idx.add_many(part)
+        elapsed += time.perf_counter() - t0
+        del part
+    gc.collect()
+    return idx, elapsed, _rss() - rss0
+
+
+def bench_match(args) -> dict:
+    rng = random.Random(args.seed)
+    out: dict = {}
+    for label, n in (("small", args.small), ("large", args.patterns)):
+        t0 = time.perf_counter()
+        work = Workload(n, rng)
+        for _, p in work.patterns[:200]:  # the generator makes only patterns SPEC 3.1 allows
+            assert parse_pattern(p.text) == p, p
+        gen = time.perf_counter() - t0
+        idx, insert_s, rss = _build(work)
+        events = work.events(args.events)
+        per_event, mean_matches = _time_match(idx, events)
+        miss_events = [(u, "/priv/none/x.json") for u, _ in events[: max(1, len(events) // 4)]]
+        per_miss, _ = _time_match(idx, miss_events)
+        out[label] = {
+            "patterns": n,
+            "entries": len(idx),
+            "users": len(work.users),
+            "generate_s": round(gen, 3),
+            "insert_s": round(insert_s, 3),
+            "rss_bytes_per_pattern": round(rss / n, 1),
+            "match_us_per_event": round(per_event * 1e6, 3),
+            "matches_per_event": round(mean_matches, 2),
+            "match_us_no_match": round(per_miss * 1e6, 3),
+            "us_per_match": round(max(0.0, per_event - per_miss) * 1e6 / mean_matches, 4) if mean_matches else None,
+            "budget_us": round(2 + 0.1 * mean_matches, 3),
+        }
+        idx.close()
+        del work, events, idx
+        gc.collect()
+    out["ratio_large_over_small"] = round(out["large"]["match_us_per_event"] / out["small"]["match_us_per_event"], 3)
+    return out
+
+
+def bench_murmur() -> dict:
+    import mmh3
+
+    key = os.urandom(32)
+    n = 1_000_000
+    res = {}
+    for name, fn in (("mmh3.hash128", mmh3.hash128), ("murmur3_x64_128", murmur3_x64_128),
+                     ("murmur3_x64_128_int", murmur3_x64_128_int)):
+        best = min(timeit.repeat("f(k)", globals={"f": fn, "k": key}, number=n, repeat=5))
+        res[name + "_ns"] = round(best / n * 1e9, 1)
+    return res
+
+
+def bench_sketch(args) -> dict:
+    rng = random.Random(args.seed + 7)
+    d = args.differences
+    keys = array("Q", (rng.getrandbits(64) for _ in range(args.sketch_keys)))
+    size = 2048 if d <= 1000 else 1 << (2 * d - 1).bit_length()
+    t0 = time.perf_counter()
+    enc = SketchEncoder(keys, size=size)
+    encode_s = time.perf_counter() - t0
+    half = d // 2
+    extra_a = array("Q", (rng.getrandbits(64) for _ in range(half)))
+    extra_b = array("Q", (rng.getrandbits(64) for _ in range(d - half)))
+    a = SketchEncoder(keys, size=size)
+    b = SketchEncoder(keys, size=size)
+    a.add_many(extra_a)
+    b.add_many(extra_b)
+    m = 0
+    for m in range(max(16, d // 2), 4 * d + 64, max(1, d // 50)):
+        if (a.prefix(m) - b.prefix(m)).decode().complete:
+            break
+    sa, sb = a.prefix(m), b.prefix(m)
+    best = float("inf")
+    for _ in range(7):
+        t0 = time.perf_counter()
+        res = (sa - sb).decode()
+        best = min(best, time.perf_counter() - t0)
+    assert res.complete and set(res.only_a) == set(extra_a) and set(res.only_b) == set(extra_b)
+    wire = len(sa.to_bytes())
+    return {
+        "keys": len(keys),
+        "symbols_kept": size,
+        "encode_s": round(encode_s, 3),
+        "differences": d,
+        "symbols_to_decode": m,
+        "overhead_symbols_per_difference": round(m / d, 3),
+        "wire_bytes": wire,
+        "wire_bytes_per_difference": round(wire / d, 2),
+        "subtract_decode_ms": round(best * 1e3, 3),
+    }
+
+
+def run(args) -> int:
+    figures = {"match": bench_match(args), "murmur3": bench_murmur(), "sketch": bench_sketch(args)}
+    if getattr(args, "json", False):
+        print(json.dumps(figures, indent=2))
+        return 0
+    m = figures["match"]
+    for label in ("small", "large"):
+        r = m[label]
+        print(f"match @ {r['patterns']:>9,} patterns: {r['match_us_per_event']:.3f} us/event "
+              f"({r['matches_per_event']} matches/event, budget {r['budget_us']} us), "
+              f"no-match {r['match_us_no_match']:.3f} us, {r['us_per_match']} us/match")
+        print(f"    insert {r['insert_s']:.3f} s, RSS {r['rss_bytes_per_pattern']} bytes/pattern")
+    print(f"match time ratio large/small: {m['ratio_large_over_small']} (target <= 1.5)")
+    mm = figures["murmur3"]
+    print(f"murmur3 on 32-byte keys: mmh3.hash128 {mm['mmh3.hash128_ns']} ns, murmur3_x64_128 (tuple) "
+          f"{mm['murmur3_x64_128_ns']} ns, murmur3_x64_128_int {mm['murmur3_x64_128_int_ns']} ns")
+    s = figures["sketch"]
+    print(f"sketch: encode {s['keys']:,} keys into {s['symbols_kept']} symbols in {s['encode_s']} s; "
+          f"{s['differences']} differences decoded from {s['symbols_to_decode']} symbols "
+          f"({s['overhead_symbols_per_difference']}x, {s['wire_bytes_per_difference']} wire bytes/difference) "
+          f"in {s['subtract_decode_ms']} ms (subtract + decode)")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--json", action="store_true")
+    configure(p)
+    sys.exit(run(p.parse_args()))

@@ -1,0 +1,394 @@
+/* driver.c -- exercises every C structure of csrc/ under ASan/UBSan:
+ * known answers, differential checks against brute force, a failing
+ * allocator (the Nth allocation fails: the structure must stay whole and
+ * usable, and nothing may leak), and random-byte fuzz loops.
+ * Usage: driver [iterations-scale]; exit 0 when everything holds. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "bloom.h"
+#include "crc32c.h"
+#include "murmur3.h"
+#include "riblt.h"
+#include "trie.h"
+
+/* ---- the failing allocator (test-only globals live here, not in the library) ---- */
+static long allocCount, allocFailAt = -1, allocLive;
+
+static int allocShouldFail(void) {
+    allocCount++;
+    return allocFailAt >= 0 && allocCount == allocFailAt;
+}
+void *hsTestMalloc(size_t size) {
+    if (allocShouldFail()) return NULL;
+    void *p = malloc(size ? size : 1);
+    if (p) allocLive++;
+    return p;
+}
+void *hsTestCalloc(size_t count, size_t size) {
+    if (allocShouldFail()) return NULL;
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (p) allocLive++;
+    return p;
+}
+void *hsTestRealloc(void *ptr, size_t size) {
+    if (allocShouldFail()) return NULL;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && !ptr) allocLive++;
+    return p;
+}
+void hsTestFree(void *ptr) {
+    if (ptr) allocLive--;
+    free(ptr);
+}
+static void failAt(long n) {
+    allocCount = 0;
+    allocFailAt = n;
+}
+
+static int failures;
+static long oomSeen; /* failed allocations the structures reported (the failing allocator did work) */
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+static uint64_t rngState = 0x1234567;
+static uint64_t rnd(void) {
+    uint64_t z = (rngState += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* ---- crc32c, murmur3 ---- */
+static void testHashes(int scale) {
+    CHECK(crc32cUpdate(0, "123456789", 9) == 0xE3069283u);
+    CHECK(crc32cUpdateSoft(0, "123456789", 9) == 0xE3069283u);
+    CHECK(crc32cUpdate(0, NULL, 0) == 0);
+    unsigned char buf[300];
+    for (int it = 0; it < 2000 * scale; it++) {
+        size_t len = rnd() % 300, off = rnd() % 8;
+        if (off > len) off = len;
+        for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)rnd();
+        /* exact-size heap copy so ASan sees any over-read */
+        unsigned char *h = malloc(len ? len : 1);
+        memcpy(h, buf, len);
+        uint32_t a = crc32cUpdate(7, h + off, len - off), b = crc32cUpdateSoft(7, h + off, len - off);
+        CHECK(a == b);
+        uint64_t out[2];
+        murmur3X64_128Pair(h, len, (uint32_t)rnd(), out);
+        (void)murmur3X86_32(h, len, (uint32_t)rnd());
+        free(h);
+    }
+    CHECK(murmur3X86_32("", 0, 1) == 0x514E28B7u);
+    CHECK(murmur3X86_32("hello", 5, 0) == 0x248BFA47u);
+    uint64_t h2 = 1;
+    CHECK(murmur3X64_128("", 0, 0, &h2) == 0 && h2 == 0);
+}
+
+/* ---- trie against brute force ---- */
+typedef struct {
+    unsigned char key[8];
+    size_t len;
+    int kind;
+    uint32_t id;
+    int live;
+} refEntry;
+
+#define REF_MAX 4096
+static refEntry ref[REF_MAX];
+static size_t refN;
+
+static int refFind(const unsigned char *k, size_t len, int kind, uint32_t id) {
+    for (size_t i = 0; i < refN; i++)
+        if (ref[i].live && ref[i].len == len && ref[i].kind == kind && ref[i].id == id && !memcmp(ref[i].key, k, len))
+            return (int)i;
+    return -1;
+}
+
+static int cmpU32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Compare trieMatch of key with the brute-force answer. */
+static void trieCheckKey(trie *t, trieMatchBuf *mb, const unsigned char *key, size_t len) {
+    uint32_t want[REF_MAX];
+    size_t nw = 0;
+    for (size_t i = 0; i < refN; i++) {
+        if (!ref[i].live) continue;
+        int hit = ref[i].kind == TRIE_PREFIX ? (ref[i].len <= len && !memcmp(ref[i].key, key, ref[i].len))
+                                             : (ref[i].len == len && !memcmp(ref[i].key, key, len));
+        if (!hit) continue;
+        int dup = 0;
+        for (size_t j = 0; j < nw; j++) dup |= want[j] == ref[i].id;
+        if (!dup) want[nw++] = ref[i].id;
+    }
+    size_t n;
+    if (!trieMatch(t, key, len, mb, &n)) {
+        CHECK(errno == ERANGE);
+        long saved = allocFailAt;
+        allocFailAt = -1;
+        CHECK(trieMatchBufReserve(mb, n));
+        allocFailAt = saved;
+        CHECK(trieMatch(t, key, len, mb, &n));
+    }
+    CHECK(n == nw);
+    if (n != nw) return;
+    uint32_t *got = malloc(sizeof(uint32_t) * (n + 1));
+    memcpy(got, mb->ids, sizeof(uint32_t) * n);
+    qsort(got, n, sizeof(uint32_t), cmpU32);
+    qsort(want, nw, sizeof(uint32_t), cmpU32);
+    CHECK(memcmp(got, want, sizeof(uint32_t) * n) == 0);
+    free(got);
+}
+
+static void randomKey(unsigned char *k, size_t *len) {
+    *len = rnd() % 6;
+    for (size_t i = 0; i < *len; i++) k[i] = "ab/\xc3\0"[rnd() % 5];
+}
+
+/* Random inserts/removes; with failAtN >= 0 the Nth allocation fails once. */
+static void trieRound(long failAtN, int ops) {
+    refN = 0;
+    failAt(-1);
+    long live0 = allocLive;
+    trie *t = trieNew();
+    trieMatchBuf *mb = trieMatchBufNew(4);
+    CHECK(t && mb);
+    failAt(failAtN);
+    for (int op = 0; op < ops; op++) {
+        unsigned char k[8];
+        size_t len;
+        randomKey(k, &len);
+        int kind = (int)(rnd() & 1);
+        uint32_t id = (uint32_t)(rnd() % 24);
+        if (rnd() % 4) {
+            int present = refFind(k, len, kind, id) >= 0;
+            errno = 0;
+            int r = trieInsert(t, k, len, kind, id);
+            if (r) {
+                CHECK(!present);
+                if (refN < REF_MAX) {
+                    memcpy(ref[refN].key, k, len);
+                    ref[refN].len = len;
+                    ref[refN].kind = kind;
+                    ref[refN].id = id;
+                    ref[refN].live = 1;
+                    refN++;
+                }
+            } else if (errno == ENOMEM) {
+                oomSeen++;
+                CHECK(!present); /* failed, nothing changed: checked below */
+            } else {
+                CHECK(errno == 0 && present);
+            }
+        } else {
+            int at = refFind(k, len, kind, id);
+            int r = trieRemove(t, k, len, kind, id);
+            CHECK(r == (at >= 0));
+            if (at >= 0) ref[at].live = 0;
+        }
+        uint64_t liveN = 0;
+        for (size_t i = 0; i < refN; i++) liveN += ref[i].live;
+        CHECK(trieSize(t) == liveN);
+        unsigned char q[8];
+        size_t ql;
+        randomKey(q, &ql);
+        trieCheckKey(t, mb, q, ql);
+    }
+    /* a popular entry: past the inline ids into the hash set and back */
+    for (uint32_t id = 100; id < 300; id++) {
+        if (trieInsert(t, "ab", 2, TRIE_PREFIX, id)) {
+            memcpy(ref[refN].key, "ab", 2);
+            ref[refN].len = 2;
+            ref[refN].kind = TRIE_PREFIX;
+            ref[refN].id = id;
+            ref[refN].live = 1;
+            refN++;
+        }
+    }
+    trieCheckKey(t, mb, (const unsigned char *)"ab/", 3);
+    for (uint32_t id = 100; id < 300; id += 3) {
+        int at = refFind((const unsigned char *)"ab", 2, TRIE_PREFIX, id);
+        CHECK(trieRemove(t, "ab", 2, TRIE_PREFIX, id) == (at >= 0));
+        if (at >= 0) ref[at].live = 0;
+    }
+    trieCheckKey(t, mb, (const unsigned char *)"ab", 2);
+    failAt(-1);
+    trieMatchBufFree(mb);
+    trieFree(t);
+    CHECK(allocLive == live0);
+}
+
+static void testTrie(int scale) {
+    for (int r = 0; r < 20 * scale; r++) trieRound(-1, 200);
+    /* every allocation of a long run fails once in turn */
+    for (long n = 1; n < 400; n++) trieRound(n, 120);
+    /* bulk insert with a failure in the middle */
+    for (long n = 1; n < 40; n++) {
+        failAt(-1);
+        trie *t = trieNew();
+        const char keys[] = "aaabacbbbc";
+        uint64_t off[6] = {0, 2, 4, 6, 8, 10};
+        uint8_t kinds[5] = {0, 1, 0, 1, 0};
+        uint32_t ids[5] = {1, 2, 3, 4, 5};
+        size_t added, done;
+        failAt(n);
+        int ok = trieInsertMany(t, keys, off, kinds, ids, 5, &added, &done);
+        CHECK(ok || (errno == ENOMEM && done < 5 && added == done));
+        oomSeen += !ok;
+        CHECK(trieSize(t) == added);
+        failAt(-1);
+        CHECK(trieInsertMany(t, keys, off, kinds, ids, 5, &added, &done) && done == 5);
+        CHECK(trieSize(t) == 5);
+        trieFree(t);
+    }
+    failAt(-1);
+}
+
+/* ---- bloom ---- */
+static void testBloom(int scale) {
+    for (long n = 1; n <= 3; n++) {
+        failAt(n);
+        bloom *b = bloomNew(64, 7);
+        failAt(-1);
+        CHECK(b == NULL || n > 2);
+        bloomFree(b);
+    }
+    CHECK(bloomNew(7, 7) == NULL && errno == EINVAL);
+    CHECK(bloomBytesForCount(3, 0.01) == 8 && bloomBytesForCount(100, 0.01) == 120);
+    bloom *a = bloomNew(128, 7), *b = bloomNew(128, 7), *c = bloomNew(136, 7);
+    unsigned char keys[32 * 64];
+    for (size_t i = 0; i < sizeof(keys); i++) keys[i] = (unsigned char)rnd();
+    bloomAddMany(a, keys, 32, 32);
+    bloomAddMany(b, keys + 32 * 32, 32, 32);
+    CHECK(bloomUnion(a, b));
+    CHECK(!bloomUnion(a, c) && errno == EINVAL);
+    unsigned char out[64];
+    CHECK(bloomCheckMany(a, keys, 64, 32, out) == 64);
+    for (int it = 0; it < 500 * scale; it++) { /* fuzz: any bytes as filter and key */
+        size_t len = 8 + rnd() % 40, klen = rnd() % 40;
+        unsigned char *f = malloc(len), *k = malloc(klen ? klen : 1);
+        for (size_t i = 0; i < len; i++) f[i] = (unsigned char)rnd();
+        for (size_t i = 0; i < klen; i++) k[i] = (unsigned char)rnd();
+        bloom *x = bloomFromBytes(f, len, 1 + (uint32_t)(rnd() % 64));
+        bloomAdd(x, k, klen);
+        CHECK(bloomCheck(x, k, klen));
+        bloomFree(x);
+        free(f);
+        free(k);
+    }
+    bloomFree(a);
+    bloomFree(b);
+    bloomFree(c);
+}
+
+/* ---- riblt ---- */
+static void testRiblt(int scale) {
+    enum { NA = 300, ND = 40 };
+    uint64_t keys[NA + ND];
+    for (int i = 0; i < NA + ND; i++) keys[i] = rnd();
+    for (long n = -1; n < 30; n++) {
+        failAt(-1);
+        long live0 = allocLive;
+        failAt(n);
+        riblt *a = ribltNew(5, 16), *b = ribltNew(5, 16);
+        if (!a || !b) {
+            oomSeen++;
+            CHECK(errno == ENOMEM);
+            ribltFree(a);
+            ribltFree(b);
+            failAt(-1);
+            CHECK(allocLive == live0);
+            continue;
+        }
+        ribltUpdateMany(a, keys, NA, 1);                 /* A = keys[0 .. NA) */
+        ribltUpdateMany(b, keys + ND, NA, 1);            /* B = keys[ND .. NA+ND) */
+        size_t m = 16;
+        int complete = 0;
+        while (!complete && m < 4096) {
+            m *= 2;
+            if (!ribltExtend(a, m, keys, NA)) { CHECK(errno == ENOMEM); m /= 2; failAt(-1); continue; }
+            if (!ribltExtend(b, m, keys + ND, NA)) { CHECK(errno == ENOMEM); m /= 2; failAt(-1); continue; }
+            riblt *d = ribltCopy(a, m);
+            if (!d) { CHECK(errno == ENOMEM); failAt(-1); m /= 2; continue; }
+            CHECK(ribltSubtract(d, b));
+            uint64_t oa[1024], ob[1024];
+            size_t na, nb;
+            complete = ribltDecode(d, oa, 1024, &na, ob, 1024, &nb);
+            if (!complete && errno == ENOMEM) { oomSeen++; failAt(-1); ribltFree(d); m /= 2; continue; }
+            if (complete) {
+                CHECK(na == ND && nb == ND);
+                uint64_t sa = 0, sb = 0, wa = 0, wb = 0;
+                for (size_t i = 0; i < na; i++) sa ^= oa[i] * 0x9e37, wa ^= keys[i] * 0x9e37;
+                for (size_t i = 0; i < nb; i++) sb ^= ob[i] * 0x9e37, wb ^= keys[NA + i] * 0x9e37;
+                CHECK(sa == wa && sb == wb);
+            }
+            ribltFree(d);
+        }
+        CHECK(complete);
+        /* serialise, then parse back, with a failure somewhere */
+        unsigned char wire[64 * RIBLT_SYMBOL_MAX_BYTES];
+        size_t w;
+        CHECK(ribltSerialize(a, 0, 64, wire, sizeof(wire), &w));
+        CHECK(!ribltSerialize(a, 0, 64, wire, 10, &w) && errno == ERANGE);
+        riblt *c = ribltNew(5, 0);
+        if (c) {
+            size_t added;
+            if (ribltAppendSymbols(c, wire, w, &added)) {
+                CHECK(added == 64 && c->n == 64);
+                for (size_t i = 0; i < 64; i++) CHECK(c->sym[i].key == a->sym[i].key && c->sym[i].count == a->sym[i].count);
+            } else {
+                CHECK(errno == ENOMEM && c->n == 0);
+            }
+        }
+        failAt(-1);
+        ribltFree(c);
+        ribltFree(a);
+        ribltFree(b);
+        CHECK(allocLive == live0);
+    }
+    /* fuzz the parser and the decoder with arbitrary bytes */
+    for (int it = 0; it < 3000 * scale; it++) {
+        size_t len = rnd() % 80;
+        unsigned char *p = malloc(len ? len : 1);
+        for (size_t i = 0; i < len; i++) p[i] = (rnd() & 3) ? (unsigned char)rnd() : (unsigned char)(rnd() & 1);
+        riblt *s = ribltNew(rnd(), 0);
+        size_t added;
+        if (ribltAppendSymbols(s, p, len, &added)) {
+            uint64_t oa[64], ob[64];
+            size_t na, nb;
+            (void)ribltDecode(s, oa, 64, &na, ob, 64, &nb);
+            CHECK(na <= 64 && nb <= 64);
+        }
+        ribltFree(s);
+        free(p);
+    }
+}
+
+int main(int argc, char **argv) {
+    int scale = argc > 1 ? atoi(argv[1]) : 1;
+    if (scale < 1) scale = 1;
+    testHashes(scale);
+    testTrie(scale);
+    testBloom(scale);
+    testRiblt(scale);
+    failAt(-1);
+    CHECK(allocLive == 0);
+    CHECK(oomSeen > 100);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("ok: crc32c, murmur3, trie, bloom, riblt (scale %d, %ld injected allocation failures survived, "
+           "live allocations %ld)\n", scale, oomSeen, allocLive);
+    return 0;
+}
