@@ -1,0 +1,268 @@
+# engine/keyspace/index.py: the key index over the log: (user, path) -> location of the key's latest PUT.
+#
+# What it is for: get/put/delete/list of the key-value store, and the append-only collection view, on top of the
+# one log. The index is a view of the log: it is rebuilt from it at open (one pass over every record, folded into
+# the log's own recovery scan when opened with `Keyspace.open`), and retention asks it which records are live.
+#
+# Invariants:
+# - per key only one int is kept, the packed location (segment id << 40 | offset) of its latest PUT; hash, size,
+#   content type and time are read from that record's header in the map on demand (memory: about 150 bytes per
+#   key, measured by `homestream bench log`);
+# - paths are kept as UTF-8 bytes, per user: bytes order is the lexicographic order of SPEC 2 listings;
+# - the index changes only after the log accepted the record (a ClientError from the log changes nothing);
+# - a key is live iff the index points at it; retention keeps exactly the live records and reports their moves.
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from typing import Callable
+
+import blake3
+
+from engine.errors import InvalidName
+from engine.log.record import DEL, PUT, Record
+from engine.log.store import Log, _fast_path_bytes
+from engine.names import encode_content_hash, is_item_name
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+class Entry:
+    """What the index knows of a key, read from its record header: seq, ts, digest, size, content_type."""
+
+    __slots__ = ("user", "path", "seq", "ts", "digest", "size", "content_type", "loc")
+
+    def __init__(self, user: str, path: str, seq: int, ts: int, digest: bytes, size: int, content_type: str,
+                 loc: int):
+        self.user = user
+        self.path = path
+        self.seq = seq
+        self.ts = ts
+        self.digest = digest
+        self.size = size
+        self.content_type = content_type
+        self.loc = loc
+
+    @property
+    def content_hash(self) -> str:
+        """BLAKE3-256 of the value, standard base64 (SPEC 1)."""
+        return encode_content_hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.user[:8]}…{self.path!r}, seq={self.seq}, size={self.size})"
+
+
+class Keyspace:
+    """The key index over a Log. `Keyspace(log)` scans an open log; `Keyspace.open(directory, **log_kwargs)`
+    opens the log and builds the index during its recovery scan (one pass), and then owns the log."""
+
+    def __init__(self, log: Log | None = None):
+        self._users: dict[bytes, dict[bytes, int]] = {}
+        self._sorted: dict[bytes, list[bytes]] = {}
+        self._listeners: list[Callable] = []
+        self._owns_log = False
+        self.log = log
+        if log is not None:
+            log.scan(self._visit)
+            self._drop_empty()
+
+    @classmethod
+    def open(cls, directory: str, **log_kwargs) -> "Keyspace":
+        ks = cls()
+        ks.log = Log.open(directory, visitor=ks._visit, **log_kwargs)
+        ks._owns_log = True
+        ks._drop_empty()
+        return ks
+
+    def _visit(self, kind: int, user_b: bytes, path_b: bytes, loc: int) -> None:
+        d = self._users.get(user_b)
+        if d is None:
+            d = self._users[user_b] = {}
+        if kind == PUT:
+            d[path_b] = loc
+        else:
+            d.pop(path_b, None)
+
+    def _drop_empty(self) -> None:
+        for user_b in [u for u, d in self._users.items() if not d]:
+            del self._users[user_b]
+
+    # ---- reading ----
+
+    @property
+    def count(self) -> int:
+        return sum(len(d) for d in self._users.values())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _key(self, user: str, path: str) -> tuple[bytes, bytes]:
+        user_b = self.log._users.get(user) or self.log._user_bytes(user)
+        return user_b, _fast_path_bytes(path)
+
+    def _entry(self, user: str, path: str, loc: int) -> Entry:
+        seq, ts, _kind, digest, ctype, size = self.log.header_at(loc)
+        return Entry(user, path, seq, ts, digest, size, ctype, loc)
+
+    def get(self, user: str, path: str) -> Entry | None:
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        loc = d.get(path_b) if d is not None else None
+        if loc is None:
+            return None
+        return self._entry(user, path, loc)
+
+    def read_value(self, entry: Entry) -> bytes:
+        """The value of `entry` (copied out of the map); re-reads the key if retention moved it since."""
+        try:
+            return bytes(self.log.value_at(entry.loc))
+        except KeyError:
+            fresh = self.get(entry.user, entry.path)
+            if fresh is None:
+                raise
+            return bytes(self.log.value_at(fresh.loc))
+
+    def value_view(self, entry: Entry) -> memoryview:
+        """The value as a memoryview into the map (no copy); see Log on its lifetime."""
+        return self.log.value_at(entry.loc)
+
+    def _sorted_paths(self, user_b: bytes) -> list[bytes]:
+        sp = self._sorted.get(user_b)
+        if sp is None:
+            sp = self._sorted[user_b] = sorted(self._users.get(user_b, ()))
+        return sp
+
+    @staticmethod
+    def _dir_prefix(dir_path: str) -> bytes:
+        if not dir_path.endswith("/"):
+            dir_path += "/"
+        return dir_path.encode("utf-8")
+
+    def list(self, user: str, dir_path: str, cursor: str | None = None, limit: int = 100,
+             reverse: bool = False) -> list[str]:
+        """Paths of the direct and nested entries under `dir_path`, by path bytes (reversed with `reverse`),
+        starting strictly after `cursor` (a path, or a pubky:// URI) in that order; at most `limit`."""
+        user_b, _ = self._key(user, "/")
+        if user_b not in self._users:
+            return []
+        prefix = self._dir_prefix(dir_path)
+        sp = self._sorted_paths(user_b)
+        lo = bisect_left(sp, prefix)
+        hi = bisect_left(sp, prefix[:-1] + b"0", lo)  # '0' follows '/' in byte order
+        if cursor:
+            if cursor.startswith("pubky://"):
+                cursor = cursor[len("pubky://") + 52:] if len(cursor) > 60 else "/"
+            cur = cursor.encode("utf-8")
+            if reverse:
+                hi = max(lo, min(hi, bisect_left(sp, cur, lo, hi)))
+            else:
+                lo = min(hi, max(lo, bisect_right(sp, cur, lo, hi)))
+        if limit <= 0:
+            return []
+        if reverse:
+            chosen = sp[max(lo, hi - limit):hi]
+            chosen.reverse()
+        else:
+            chosen = sp[lo:min(hi, lo + limit)]
+        return [p.decode("utf-8") for p in chosen]
+
+    def items(self, user: str, dir_path: str) -> list[tuple[str, Entry]]:
+        """(path, entry) of the children of `dir_path` named by an item name, in append (seq) order."""
+        user_b, _ = self._key(user, "/")
+        if user_b not in self._users:
+            return []
+        d = self._users[user_b]
+        prefix = self._dir_prefix(dir_path)
+        sp = self._sorted_paths(user_b)
+        lo = bisect_left(sp, prefix)
+        hi = bisect_left(sp, prefix[:-1] + b"0", lo)
+        n = len(prefix)
+        out = []
+        for p in sp[lo:hi]:
+            name = p[n:]
+            if len(name) == 52 and b"/" not in name and is_item_name(name.decode("ascii", "replace")):
+                path = p.decode("utf-8")
+                out.append((path, self._entry(user, path, d[p])))
+        out.sort(key=lambda pe: pe[1].seq)
+        return out
+
+    def users(self) -> list[str]:
+        return sorted(u.decode("ascii") for u in self._users)
+
+    # ---- writing ----
+
+    def add_listener(self, fn: Callable[[int, str, str, Record], None]) -> None:
+        """fn(kind, user, path, record) synchronously after each put/delete changed the index."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn) -> None:
+        try:
+            self._listeners.remove(fn)
+        except ValueError:
+            pass
+
+    def put(self, user: str, path: str, value, content_type: str = DEFAULT_CONTENT_TYPE,
+            ts: int | None = None) -> tuple[Record, bool]:
+        """Append a PUT and point the key at it: (record, created)."""
+        if path.endswith("/"):
+            raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
+        digest = blake3.blake3(value).digest()
+        rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        if d is None:
+            d = self._users[user_b] = {}
+        created = path_b not in d
+        d[path_b] = rec.loc
+        if created:
+            sp = self._sorted.get(user_b)
+            if sp is not None:
+                insort(sp, path_b)
+        for fn in self._listeners:
+            fn(PUT, user, path, rec)
+        return rec, created
+
+    def delete(self, user: str, path: str, ts: int | None = None) -> Record | None:
+        """Append a DEL if the key exists and drop it from the index; None (and no record) if missing."""
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        if d is None or path_b not in d:
+            return None
+        rec = self.log.append(DEL, user, path, ts=ts)
+        del d[path_b]
+        sp = self._sorted.get(user_b)
+        if sp is not None:
+            i = bisect_left(sp, path_b)
+            if i < len(sp) and sp[i] == path_b:
+                del sp[i]
+        if not d:
+            del self._users[user_b]
+            self._sorted.pop(user_b, None)
+        for fn in self._listeners:
+            fn(DEL, user, path, rec)
+        return rec
+
+    # ---- retention ----
+
+    def is_live(self, rec: Record) -> bool:
+        if rec.kind != PUT:
+            return False
+        d = self._users.get(rec.user.encode("ascii"))
+        return d is not None and d.get(rec.path.encode("utf-8")) == rec.loc
+
+    def _moved(self, rec: Record, new_loc: int) -> None:
+        d = self._users.get(rec.user.encode("ascii"))
+        if d is not None:
+            path_b = rec.path.encode("utf-8")
+            if d.get(path_b) == rec.loc:
+                d[path_b] = new_loc
+
+    def apply_retention(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None) -> dict:
+        """Log retention keeping the current value of every live key (see Log.apply_retention)."""
+        return self.log.apply_retention(max_age_seconds, max_bytes, is_live=self.is_live, on_move=self._moved,
+                                        now=now)
+
+    def close(self) -> None:
+        """Close the log if this keyspace opened it (Keyspace.open); idempotent."""
+        if self._owns_log and self.log is not None:
+            self.log.close()
