@@ -1,0 +1,159 @@
+"""The storage API of SPEC 2: PUT/GET/HEAD/DELETE of keys, directory listings, append-only POST.
+
+Checks run in the SPEC's order: names and parameters (400), auth (401), the resource (404). Every write's
+response carries `durable_seq`, so it is sent only after the commit that covers its record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import BadRequest, InvalidName, NotFound, Unauthorized
+from ..http.message import Request, Response
+from ..log.record import PUT
+from ..names import (encode_content_hash, event_id, is_directory, is_public, item_name, key_uri, split_key)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 1000
+
+
+def etag(digest: bytes) -> bytes:
+    return b'"' + encode_content_hash(digest).encode("ascii") + b'"'
+
+
+def write_headers(digest: bytes, seq: int, user: str) -> list[tuple[bytes, bytes]]:
+    return [(b"etag", etag(digest)), (b"event-id", event_id(seq, user).encode("ascii"))]
+
+
+def require_reader(app: "App", request: Request, owner: str, path: str) -> None:
+    """A private path is readable only with the owner's valid signature (401 whether or not it exists)."""
+    if is_public(path):
+        return
+    reader = app.auth.reader(request.header(b"authorization"), request.method, request.path)
+    if reader is None:
+        raise Unauthorized("a private path needs the owner's signature")
+    if reader != owner:
+        raise Unauthorized("only the owner may read a private path")
+
+
+def parse_limit(text: str | None, default: int = LIST_DEFAULT_LIMIT, maximum: int = LIST_MAX_LIMIT) -> int:
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or int(text) == 0:
+        raise BadRequest(f"limit must be a positive whole number, not {text!r}")
+    return min(int(text), maximum)
+
+
+def parse_bool(text: str | None, name: str, default: bool = False) -> bool:
+    if text is None:
+        return default
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false, not {text!r}")
+
+
+def storage_put(app: "App", request: Request, param: str) -> Response:
+    user, path = split_key(request.path)
+    if is_directory(path):
+        raise InvalidName(f"cannot PUT a directory path {path!r}")
+    body = request.body
+    app.auth.authorize_write(request.header(b"authorization"), "PUT", request.path, body, user)
+    content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
+    record, created = app.keyspace.put(user, path, body, content_type)
+    return Response(201 if created else 204, write_headers(record.digest, record.seq, user), b"", record.seq)
+
+
+def storage_get(app: "App", request: Request, param: str) -> Response:
+    user, path = split_key(request.path)
+    if is_directory(path):
+        return _list(app, request, user, path)
+    require_reader(app, request, user, path)
+    entry = app.keyspace.get(user, path)
+    if entry is None:
+        raise NotFound(f"no value at {key_uri(user, path)}")
+    tag = etag(entry.digest)
+    inm = request.headers.get(b"if-none-match")
+    if inm is not None and _etag_matches(inm, tag):
+        return Response(304, [(b"etag", tag)])
+    headers = [(b"content-type", entry.content_type.encode("latin-1", "replace")), (b"etag", tag)]
+    if request.method == "HEAD":
+        return Response(200, headers + [(b"content-length", b"%d" % entry.size)], b"")
+    return Response(200, headers, bytes(app.keyspace.read_value(entry)))
+
+
+def _etag_matches(header: bytes, tag: bytes) -> bool:
+    if header.strip() == b"*":
+        return True
+    for candidate in header.split(b","):
+        candidate = candidate.strip()
+        if candidate.startswith(b"W/"):
+            candidate = candidate[2:]
+        if candidate == tag:
+            return True
+    return False
+
+
+def _list(app: "App", request: Request, user: str, path: str) -> Response:
+    limit = parse_limit(request.arg("limit"))
+    reverse = parse_bool(request.arg("reverse"), "reverse")
+    cursor = request.arg("cursor")
+    cursor_path = None
+    if cursor:
+        prefix = f"pubky://{user}"
+        if cursor.startswith("pubky://"):
+            if not cursor.startswith(prefix + "/"):
+                raise BadRequest("cursor names another user's key")
+            cursor = cursor[len(prefix):]
+        elif cursor.startswith(user + "/"):
+            cursor = cursor[len(user):]
+        if not cursor.startswith("/"):
+            raise BadRequest(f"cursor must be a key URI or a path, not {cursor!r}")
+        cursor_path = cursor
+    require_reader(app, request, user, path)
+    paths = app.keyspace.list(user, path, cursor=cursor_path, limit=limit, reverse=reverse)
+    body = "\n".join(key_uri(user, p) for p in paths).encode("utf-8")
+    return Response(200, [(b"content-type", b"text/plain; charset=utf-8")], body)
+
+
+def storage_delete(app: "App", request: Request, param: str) -> Response:
+    user, path = split_key(request.path)
+    if is_directory(path):
+        raise InvalidName(f"cannot DELETE a directory path {path!r}")
+    app.auth.authorize_write(request.header(b"authorization"), "DELETE", request.path, request.body, user)
+    record = app.keyspace.delete(user, path)
+    if record is None:
+        raise NotFound(f"no value at {key_uri(user, path)}")
+    return Response(204, [(b"event-id", event_id(record.seq, user).encode("ascii"))], b"", record.seq)
+
+
+def storage_post(app: "App", request: Request, param: str) -> Response:
+    user, path = split_key(request.path)
+    if not is_directory(path):
+        raise InvalidName(f"POST appends to a collection: the path must end with '/', not {path!r}")
+    body = request.body
+    app.auth.authorize_write(request.header(b"authorization"), "POST", request.path, body, user)
+    content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
+    status, record_or_entry, item_path = append_item(app, user, path, body, content_type)
+    location = f"/{user}{item_path}".encode("utf-8")
+    headers = [(b"location", location), (b"etag", etag(record_or_entry.digest))]
+    if status == 201:
+        headers.append((b"event-id", event_id(record_or_entry.seq, user).encode("ascii")))
+        return Response(201, headers, b"", record_or_entry.seq)
+    return Response(200, headers, b"", record_or_entry.seq)
+
+
+def append_item(app: "App", user: str, dir_path: str, body: bytes, content_type: str):
+    """Store an item of an append-only collection: (201, record, path) when new, (200, entry, path) if present."""
+    item_path = dir_path + item_name(body)
+    existing = app.keyspace.get(user, item_path)
+    if existing is not None:
+        return 200, existing, item_path
+    record, _ = app.keyspace.put(user, item_path, body, content_type)
+    assert record.kind == PUT
+    return 201, record, item_path

@@ -1,0 +1,77 @@
+"""The application: the state every handler shares (settings, log, keyspace, hub, auth, metrics) and dispatch.
+
+`handle(request)` is synchronous: it routes, calls one handler, and turns every exception into a response —
+ClientError into its status and JSON body, StorageError into 507, anything else into 500 with the traceback
+logged. Invariant: no exception escapes `handle`, so a bad request can never take the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from .api import ops, storage
+from .config import Settings
+from .errors import ClientError, LogFull, StorageError
+from .http import router
+from .http.auth import Authenticator
+from .http.message import Request, Response, StreamResponse, cors_headers, error_response, from_client_error
+from .metrics import Metrics
+
+log = logging.getLogger("homestream.app")
+
+Handler = Callable[["App", Request, str], "Response | StreamResponse"]
+
+
+class App:
+    def __init__(self, settings: Settings, log_: Any, keyspace: Any, metrics: Metrics | None = None):
+        self.settings = settings
+        self.log = log_
+        self.keyspace = keyspace
+        self.metrics = metrics or Metrics()
+        self.auth = Authenticator(settings.auth_skew, settings.open_writes)
+        self._origins = frozenset(o.encode("latin-1") for o in settings.cors_origins)
+        self.handlers: dict[str, Handler] = {
+            "preflight": ops.preflight,
+            "healthz": ops.healthz,
+            "metrics": ops.metrics,
+            "storage_get": storage.storage_get,
+            "storage_put": storage.storage_put,
+            "storage_delete": storage.storage_delete,
+            "storage_post": storage.storage_post,
+        }
+        self.hub: Any = None
+        self.extensions: dict[str, Any] = {}
+
+    def add_handlers(self, handlers: dict[str, Handler]) -> None:
+        self.handlers.update(handlers)
+
+    def durable_seq(self) -> int:
+        return self.log.durable_seq
+
+    def cors(self, request: Request) -> list[tuple[bytes, bytes]]:
+        return cors_headers(request.headers.get(b"origin"), self._origins)
+
+    def cors_for_error(self) -> list[tuple[bytes, bytes]]:
+        return cors_headers(None, self._origins)
+
+    def handle(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
+        try:
+            if target_error is not None:
+                raise target_error
+            route = router.route(request.method, request.path)
+            handler = self.handlers.get(route.handler)
+            if handler is None:
+                return error_response(501, "not_implemented", f"{route.handler} is not available in this build")
+            return handler(self, request, route.param)
+        except ClientError as exc:
+            return from_client_error(exc)
+        except LogFull as exc:
+            log.error("write refused: %s", exc)
+            return error_response(507, "insufficient_storage", str(exc))
+        except StorageError as exc:
+            log.error("storage error on %s %s: %s", request.method, request.path, exc)
+            return error_response(500, "storage_error", "the server could not read or write its log")
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal_error", "internal server error")

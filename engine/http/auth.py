@@ -1,0 +1,140 @@
+"""HS1 request signatures (SPEC 2): `Authorization: HS1 <signer>.<unix-seconds>.<signature>`.
+
+The signature is ed25519 over `HS1\\n<METHOD>\\n<decoded path>\\n<unix-seconds>\\n<content hash of the body>`.
+Invariants: every failure is Unauthorized (401), never 400; a write signature is accepted at most once inside
+the skew window (the replay memory keeps a 16-byte digest per accepted write and forgets it when the window
+passes, so memory is bounded by the write rate times the window); read signatures may be reused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+
+from ..errors import InvalidName, Unauthorized
+from ..names import content_hash, decode_user, encode_user
+
+SCHEME = "HS1"
+SIGNATURE_TEXT_LENGTH = 86  # 64 bytes in base64url without padding
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    signer: str
+    public_key: bytes
+    timestamp: int
+    signature: bytes
+
+
+def signed_text(method: str, path: str, timestamp: int, body_hash: str) -> bytes:
+    return f"{SCHEME}\n{method}\n{path}\n{timestamp}\n{body_hash}".encode("utf-8")
+
+
+def sign_request(signing_key: nacl.signing.SigningKey, method: str, path: str, body: bytes = b"",
+                 timestamp: int | None = None) -> str:
+    """The Authorization header value for a request (used by the client, tests and benches)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    sig = signing_key.sign(signed_text(method, path, ts, content_hash(body))).signature
+    signer = encode_user(bytes(signing_key.verify_key))
+    return f"{SCHEME} {signer}.{ts}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode('ascii')}"
+
+
+def parse_authorization(value: str | None) -> Credentials:
+    """Parse the header value; Unauthorized when missing or malformed."""
+    if not value:
+        raise Unauthorized("missing Authorization: HS1 <signer>.<unix-seconds>.<signature>")
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme != SCHEME:
+        raise Unauthorized("Authorization scheme must be HS1")
+    parts = rest.strip().split(".")
+    if len(parts) != 3:
+        raise Unauthorized("Authorization must be HS1 <signer>.<unix-seconds>.<signature>")
+    signer, ts_text, sig_text = parts
+    try:
+        public_key = decode_user(signer)
+    except InvalidName:
+        raise Unauthorized("the signer is not a valid user id") from None
+    if not ts_text.isascii() or not ts_text.isdigit() or len(ts_text) > 12:
+        raise Unauthorized("the timestamp must be unix seconds")
+    if len(sig_text) != SIGNATURE_TEXT_LENGTH:
+        raise Unauthorized("the signature must be 64 bytes in base64url without padding")
+    try:
+        signature = base64.urlsafe_b64decode(sig_text + "==")
+    except (binascii.Error, ValueError):
+        raise Unauthorized("the signature is not base64url") from None
+    if len(signature) != 64 or "=" in sig_text or "+" in sig_text or "/" in sig_text:
+        raise Unauthorized("the signature must be 64 bytes in base64url without padding")
+    return Credentials(signer, public_key, int(ts_text), signature)
+
+
+class ReplayMemory:
+    """Digests of accepted write signatures, each kept until its timestamp leaves the skew window."""
+
+    def __init__(self, window: float):
+        self.window = window
+        self._seen: set[bytes] = set()
+        self._expiry: collections.deque[tuple[float, bytes]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def check_and_remember(self, signature: bytes, timestamp: int, now: float) -> bool:
+        """True if new (and now remembered), False if it was already accepted."""
+        self._forget(now)
+        digest = signature[:16]  # ed25519's R: unique per (key, message) for a deterministic signer
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        # kept until the signature can no longer pass the skew check
+        self._expiry.append((max(timestamp + self.window, now) + 1, digest))
+        return True
+
+    def _forget(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now:
+            _, digest = expiry.popleft()
+            self._seen.discard(digest)
+
+
+class Authenticator:
+    def __init__(self, skew: float = 300.0, open_writes: bool = False, clock: Callable[[], float] = time.time):
+        self.skew = skew
+        self.open_writes = open_writes
+        self.clock = clock
+        self.replay = ReplayMemory(skew)
+
+    def verify(self, header: str | None, method: str, path: str, body: bytes, *, write: bool) -> str:
+        """Check a signature; return the signer's user id or raise Unauthorized."""
+        creds = parse_authorization(header)
+        now = self.clock()
+        if abs(now - creds.timestamp) > self.skew:
+            raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's clock")
+        message = signed_text(method, path, creds.timestamp, content_hash(body))
+        try:
+            nacl.bindings.crypto_sign_open(creds.signature + message, creds.public_key)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+            raise Unauthorized("bad signature") from None
+        if write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
+            raise Unauthorized("replayed signature: this write was already accepted")
+        return creds.signer
+
+    def authorize_write(self, header: str | None, method: str, path: str, body: bytes, owner: str) -> None:
+        if self.open_writes:
+            return
+        signer = self.verify(header, method, path, body, write=True)
+        if signer != owner:
+            raise Unauthorized("the signer is not the user this path belongs to")
+
+    def reader(self, header: str | None, method: str, path: str) -> str | None:
+        """The authenticated reader, or None when no credentials were sent. Bad credentials are 401."""
+        if header is None:
+            return None
+        return self.verify(header, method, path, b"", write=False)

@@ -1,0 +1,354 @@
+"""One asyncio Protocol per TCP connection, driving h11: the only HTTP module that touches a transport.
+
+Flow: bytes -> h11 events -> a Request -> `app.handle(request)` (synchronous, no task per request) -> a Response
+framed by h11 -> written once the log is durable up to the response's `durable_seq`. Because h11 is sans-IO, a
+write's response is framed at once and the next pipelined request is parsed while the group commit is pending,
+so pipelined writes share one fsync. Invariants:
+- responses leave in request order: once one waits for durability, every later one queues behind it;
+- limits are enforced before work: request line (414), head (431), body from Content-Length before reading it or
+  as soon as a chunked body passes it (413); a framing error is answered once and the connection closed;
+- timers: `header_timeout` from the first byte of a request head, `idle_timeout` between requests and between
+  body chunks; one TimerHandle per connection, armed and cancelled only in `_arm`;
+- a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from ..errors import ClientError
+from .message import Request, Response, StreamResponse, parse_target, raw_error_bytes
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+log = logging.getLogger("homestream.http")
+
+REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop reading
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
+                 "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
+                 "request_error")
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.app = server.app
+        self.settings = server.settings
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer = None
+        self.pending: collections.deque[tuple[bytes, int, Any]] = collections.deque()
+        self.request: Request | None = None
+        self.body: bytearray | None = None
+        self.stream: Any = None
+        self.timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+        self.write_paused = False
+        self.read_paused = False
+        self.closed = False
+        self.request_error: ClientError | None = None
+        self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
+
+    # ---- asyncio callbacks ----
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        if not self.server.admit(self):
+            transport.write(raw_error_bytes(503, "unavailable", "too many connections"))
+            transport.close()
+            self.closed = True
+            return
+        self._arm("idle")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.server.forget(self)
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            stream.on_disconnect()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.stream is not None:
+            self.stream.on_pause()
+        else:
+            self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.stream is not None:
+            self.stream.on_resume()
+        elif len(self.pending) < MAX_PENDING_RESPONSES:
+            self._resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.stream is not None or self.closed:
+            return  # a stream ignores what the peer sends; a closing connection reads nothing more
+        if self.conn.their_state is h11.IDLE:
+            if not self._probe_request_line(data):
+                return
+        self.conn.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.stream is None and not self.closed:
+            self.conn.receive_data(b"")
+            self._process()
+        return False
+
+    # ---- request processing ----
+
+    def _probe_request_line(self, data: bytes) -> bool:
+        """414 for a request line longer than the limit, before h11 buffers it all."""
+        limit = self.settings.max_request_line
+        if self._timer_kind != "header":
+            self._arm("header")
+            self.head_bytes = 0
+        end = data.find(b"\n")
+        seen = self.head_bytes + (len(data) if end < 0 else end)
+        self.head_bytes += len(data)
+        if seen > limit + 1:
+            self._fail(414, "uri_too_long", f"request line longer than {limit} bytes")
+            return False
+        return True
+
+    def _process(self) -> None:
+        conn = self.conn
+        while not self.closed and self.stream is None:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                code = "headers_too_large" if status == 431 else "bad_request"
+                self._fail(status, code, f"malformed request: {exc}")
+                return
+            etype = type(event)
+            if etype is h11.Request:
+                if not self._begin(event):
+                    return
+            elif etype is h11.Data:
+                body = self.body
+                body += event.data  # type: ignore[operator]
+                if len(body) > self.settings.max_body_bytes:  # type: ignore[arg-type]
+                    self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
+                    return
+                self._arm("idle")
+            elif etype is h11.EndOfMessage:
+                self._finish_request()
+            elif event is h11.NEED_DATA:
+                if conn.their_state is h11.IDLE and not self._timer_kind:
+                    self._arm("idle")
+                return
+            elif event is h11.PAUSED:
+                return
+            elif etype is h11.ConnectionClosed:
+                self._close()
+                return
+
+    def _begin(self, event: h11.Request) -> bool:
+        limit = self.settings.max_request_line
+        if len(event.method) + len(event.target) + 10 > limit:
+            self._fail(414, "uri_too_long", f"request line longer than {limit} bytes")
+            return False
+        head_size = len(event.method) + len(event.target) + 12
+        for name, value in event.headers:
+            head_size += len(name) + len(value) + 4
+        if head_size > self.settings.max_header_bytes:
+            self._fail(431, "headers_too_large", f"request head larger than {self.settings.max_header_bytes} bytes")
+            return False
+        headers: dict[bytes, bytes] = {}
+        for name, value in event.headers:
+            if name in headers and name not in (b"authorization", b"content-type", b"last-event-id"):
+                headers[name] = headers[name] + b", " + value
+            else:
+                headers[name] = value
+        length = headers.get(b"content-length")
+        if length is not None and int(length) > self.settings.max_body_bytes:
+            self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
+            return False
+        try:
+            method = event.method.decode("ascii")
+            path, query = parse_target(event.target)
+        except ClientError as exc:
+            path, query, method = None, [], event.method.decode("ascii", "replace")
+            target_error: ClientError | None = exc
+        else:
+            target_error = None
+        self.request = Request(method, event.target, path or "", query, headers, b"", event.http_version,
+                               self.peer)
+        self.request_error = target_error
+        self.body = bytearray()
+        if self.conn.they_are_waiting_for_100_continue:
+            self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        self._arm("idle")
+        return True
+
+    def _finish_request(self) -> None:
+        request = self.request
+        assert request is not None and self.body is not None
+        request.body = bytes(self.body)
+        self.request = None
+        self.body = None
+        error = self.request_error
+        self.request_error = None
+        response = self.app.handle(request, error)
+        if type(response) is StreamResponse:
+            self._start_stream(request, response)
+            return
+        self._send_response(request, response)
+
+    # ---- responses ----
+
+    def _send_response(self, request: Request, response: Response) -> None:
+        conn = self.conn
+        try:
+            data = self._frame(request, response)
+        except Exception:  # a handler produced a response h11 refuses: never let it reach the transport
+            log.exception("cannot frame the response to %s %s", request.method, request.path)
+            self._fail(500, "internal_error", "internal server error")
+            return
+        self.app.metrics.response(response.status)
+        self._emit(data, response.durable_seq, None)
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            self._emit(b"", response.durable_seq, self._close)
+            self.closed = True  # read nothing more; close after the queued bytes are sent
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            self._emit(b"", response.durable_seq, self._close)
+            self.closed = True
+            return
+        self._cancel_timer()
+
+    def _frame(self, request: Request, response: Response) -> bytes:
+        """The bytes of a whole response, framed by h11 (HEAD/204/304 without a body)."""
+        conn = self.conn
+        headers = response.headers
+        headers.extend(self.app.cors(request))
+        body = response.body
+        status = response.status
+        if status not in (204, 304) and not any(name == b"content-length" for name, _ in headers):
+            headers.append((b"content-length", b"%d" % len(body)))
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
+        if body and request.method != "HEAD" and status not in (204, 304):
+            data += conn.send(h11.Data(data=body))
+        return data + conn.send(h11.EndOfMessage())
+
+    def _start_stream(self, request: Request, response: StreamResponse) -> None:
+        headers = response.headers
+        headers.extend(self.app.cors(request))
+        head = self.conn.send(h11.Response(status_code=response.status, headers=headers,
+                                           reason=REASONS.get(response.status, b"")))
+        self.app.metrics.response(response.status)
+        self._cancel_timer()
+
+        def begin() -> None:
+            if not self.closed:
+                self.stream = response.start(self)
+
+        self._emit(head, response.durable_seq, begin)
+
+    def _emit(self, data: bytes, durable_seq: int, after: Any) -> None:
+        """Write now if nothing waits ahead and the log covers durable_seq; else queue behind."""
+        if not self.pending and durable_seq <= self.app.durable_seq():
+            if data:
+                self.transport.write(data)
+            if after is not None:
+                after()
+            return
+        self.pending.append((data, durable_seq, after))
+        self.server.wait_for_commit(self)
+        if len(self.pending) >= MAX_PENDING_RESPONSES:
+            self._pause_reading()
+
+    def on_commit(self, durable_seq: int) -> bool:
+        """Called by the server after a commit; returns True when nothing is left waiting."""
+        pending = self.pending
+        chunks = []
+        while pending and pending[0][1] <= durable_seq:
+            data, _, after = pending.popleft()
+            if data:
+                chunks.append(data)
+            if after is not None:
+                if chunks:
+                    self.transport.writelines(chunks)
+                    chunks = []
+                after()
+        if chunks and not self.transport.is_closing():
+            self.transport.writelines(chunks)
+        if len(pending) < MAX_PENDING_RESPONSES and not self.write_paused:
+            self._resume_reading()
+        return not pending
+
+    # ---- closing, timers, flow control ----
+
+    def _fail(self, status: int, code: str, message: str) -> None:
+        """Answer a framing or limit error once (after queued responses) and close."""
+        self.app.metrics.response(status)
+        self.app.metrics.protocol_errors += 1
+        self._emit(raw_error_bytes(status, code, message, self.app.cors_for_error()), 0, self._close)
+        self.closed = True
+
+    def _close(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close an idle keep-alive connection now; busy ones close after their response."""
+        if self.stream is not None:
+            return  # streams are ended by the pubsub layer with an `end` frame
+        if self.conn.their_state is h11.IDLE and not self.pending:
+            self._close()
+        else:
+            self.conn._cstate.process_keep_alive_disabled()  # h11: finish this cycle, then MUST_CLOSE
+
+    def _arm(self, kind: str) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        delay = self.settings.header_timeout if kind == "header" else self.settings.idle_timeout
+        self.timer = self.server.loop.call_later(delay, self._on_timeout)
+        self._timer_kind = kind
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._timer_kind = ""
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        kind, self._timer_kind = self._timer_kind, ""
+        if self.stream is not None or self.closed:
+            return
+        if self.pending:
+            self._arm(kind)  # waiting for our own commit is not the peer's fault
+            return
+        if kind == "header" or self.conn.their_state is not h11.IDLE:
+            self.app.metrics.timeouts += 1
+            self._fail(408, "request_timeout", "request not received in time")
+        else:
+            self._close()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.transport.is_closing():
+            self.read_paused = False
+            self.transport.resume_reading()

@@ -1,0 +1,133 @@
+"""Request and response values, and the pure functions that build and read them.
+
+A Request is what a handler sees: method, decoded path, query, headers (lower-case names), body. A Response is
+what a handler returns; the connection turns it into bytes with h11. Invariants: every error response is a JSON
+body `{"error", "message"}`; CORS headers are added in one place (`cors_headers`); nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from ..errors import BadRequest, ClientError, InvalidName
+from ..names import percent_decode
+
+JSON_TYPE = b"application/json"
+EXPOSE_HEADERS = b"ETag, Event-Id, Location"
+ALLOW_METHODS = b"GET, HEAD, PUT, DELETE, POST, OPTIONS"
+ALLOW_HEADERS = b"Authorization, Content-Type, If-None-Match, Last-Event-ID"
+PREFLIGHT_MAX_AGE = b"86400"
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    raw_target: bytes
+    path: str  # percent-decoded, without the query
+    query: list[tuple[str, str]]
+    headers: dict[bytes, bytes]  # lower-case name -> value (last one wins; duplicates joined where allowed)
+    body: bytes = b""
+    http_version: bytes = b"1.1"
+    peer: Any = None
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def arg(self, name: str) -> str | None:
+        """The last value of a query parameter, or None."""
+        found = None
+        for key, value in self.query:
+            if key == name:
+                found = value
+        return found
+
+    def args(self, name: str) -> list[str]:
+        return [value for key, value in self.query if key == name]
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    durable_seq: int = 0  # the response is sent only once the log is durable up to this seq
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A response that takes over the connection (SSE). `start(stream)` is called once the head is sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    start: Callable[[Any], None]
+    durable_seq: int = 0
+
+
+def parse_target(raw_target: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """Split a request target into (decoded path, query pairs); InvalidName for undecodable text."""
+    raw_path, _, raw_query = raw_target.partition(b"?")
+    path = percent_decode(raw_path)
+    try:
+        query = parse_qsl(raw_query.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                          encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidName("query string is not valid percent-encoded UTF-8") from None
+    return path, query
+
+
+def json_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(status: int, value: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+    return Response(status, [(b"content-type", JSON_TYPE), *(headers or [])], json_body(value))
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(status, {"error": code, "message": message})
+
+
+def from_client_error(exc: ClientError) -> Response:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def read_json(request: Request) -> Any:
+    try:
+        return json.loads(request.body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def cors_headers(origin: bytes | None, allowed: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """The headers that let a browser use every response (auth is a header, never a cookie)."""
+    if not allowed:
+        out = [(b"access-control-allow-origin", b"*")]
+    elif origin is not None and origin in allowed:
+        out = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    else:
+        out = [(b"vary", b"Origin")]
+    out.append((b"access-control-expose-headers", EXPOSE_HEADERS))
+    return out
+
+
+def preflight_headers() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-methods", ALLOW_METHODS),
+        (b"access-control-allow-headers", ALLOW_HEADERS),
+        (b"access-control-max-age", PREFLIGHT_MAX_AGE),
+    ]
+
+
+def raw_error_bytes(status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] = ()) -> bytes:
+    """A complete `Connection: close` error response, for when h11 cannot frame one (bad framing, 503 at the door)."""
+    body = json_body({"error": code, "message": message})
+    reason = HTTPStatus(status).phrase.encode("ascii")
+    head = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: application/json",
+            b"content-length: %d" % len(body), b"connection: close"]
+    head += [name + b": " + value for name, value in extra]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body

@@ -1,0 +1,182 @@
+"""The fan-out hub: matches each committed record once in the C tries and hands one shared frame to every
+matching LIVE subscription.
+
+Per event: one trie match, one SSE encoding (a second one only if some subscriber wants inline bodies), and for
+each matching subscriber a list append; each dirty subscription is flushed once per publish with one
+`writelines`. Invariants:
+- `publish` sees every durable record exactly once in seq order (the log's commit listener), and afterwards
+  `published_seq` is the seq of the last record handed out; CATCHUP readers never read beyond it;
+- private records are matched only against the private trie, which holds only patterns of subscribers
+  authenticated as the pattern's user; all-user patterns never see private records;
+- subscriber ids index `slots` (a list), so a delivery costs no dict lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any, Callable
+
+from ..http.sse import chunk, event_frame
+from ..metrics import Metrics
+from ..native.trie import SubscriptionIndex
+from ..names import Pattern
+from .subscription import CATCHUP, CLOSED, LIVE, RECORD_OVERHEAD, Subscription
+
+log = logging.getLogger("homestream.pubsub")
+
+
+class Hub:
+    def __init__(self, log_: Any, metrics: Metrics, loop: asyncio.AbstractEventLoop | None = None, *,
+                 inline_max: int = 4096, send_queue_bytes: int = 1 << 20, max_lag_bytes: int = 1 << 30,
+                 keepalive: float = 15.0):
+        self.log = log_
+        self.metrics = metrics
+        self.loop = loop or asyncio.get_event_loop()
+        self.inline_max = inline_max
+        self.send_queue_bytes = send_queue_bytes
+        self.max_lag_bytes = max_lag_bytes
+        self.public = SubscriptionIndex()
+        self.private = SubscriptionIndex()
+        self.slots: list[Subscription | None] = []
+        self.free: list[int] = []
+        self.count = 0
+        self.lagging = 0
+        self.published_seq = log_.durable_seq
+        self.published_bytes = 0
+        self.tick = 0
+        self._frame_cache: dict[tuple[Any, int], bytes] = {}
+        self.inline_encoder = functools.partial(event_frame, inline_max=inline_max)
+        self._finishing: list[tuple[Subscription, str]] = []
+        self.keepalive_ticks = 3
+        self._tick_interval = keepalive / self.keepalive_ticks
+        self._ticker = self.loop.call_later(self._tick_interval, self._on_tick)
+        metrics.gauge("homestream_subscribers", "open event-stream subscriptions", lambda: self.count)
+        metrics.gauge("homestream_subscribers_lagging", "subscriptions catching up from the log",
+                      lambda: self.lagging)
+
+    # ---- subscriptions ----
+
+    def attach(self, sub: Subscription, after: int | None) -> Subscription:
+        if self.free:
+            sub.id = self.free.pop()
+            self.slots[sub.id] = sub
+        else:
+            sub.id = len(self.slots)
+            self.slots.append(sub)
+        self.count += 1
+        for pattern in sub.patterns:
+            self.public.add(sub.id, pattern)
+            if sub.reader is not None and pattern.user == sub.reader:
+                self.private.add(sub.id, pattern)
+        sub.transport.set_write_buffer_limits(high=self.send_queue_bytes, low=self.send_queue_bytes // 4)
+        sub.begin(after)
+        if sub.mode == CATCHUP:
+            self.lagging += 1
+        return sub
+
+    def detach(self, sub: Subscription, was_lagging: bool) -> None:
+        if sub.id < 0 or self.slots[sub.id] is not sub:
+            return
+        for pattern in sub.patterns:
+            self.public.remove(sub.id, pattern)
+            if sub.reader is not None and pattern.user == sub.reader:
+                self.private.remove(sub.id, pattern)
+        self.slots[sub.id] = None
+        self.free.append(sub.id)
+        sub.id = -1
+        self.count -= 1
+        if was_lagging:
+            self.lagging -= 1
+
+    def rejoined(self, sub: Subscription) -> None:
+        self.lagging -= 1
+
+    # ---- publishing ----
+
+    def publish(self, records: list[Any]) -> None:
+        slots = self.slots
+        dirty: list[Subscription] = []
+        match_public = self.public.match
+        match_private = self.private.match
+        deliveries = 0
+        nbytes = 0
+        size_total = 0
+        for record in records:
+            path = record.path
+            size_total += RECORD_OVERHEAD + record.size
+            if path.startswith("/pub/"):
+                ids = match_public(record.user, path)
+            else:
+                ids = match_private(record.user, path)
+            if not ids:
+                continue
+            frame = None
+            for i in ids:
+                sub = slots[i]
+                if sub.mode != LIVE:
+                    continue
+                if frame is None:
+                    frame = chunk(event_frame(record))
+                if sub.special:
+                    sub.deliver_special(record, frame, dirty)
+                    continue
+                q = sub.queue
+                if not q:
+                    dirty.append(sub)
+                q.append(frame)
+                sub.last = (record.seq, record.user)
+                deliveries += 1
+                nbytes += len(frame)
+        if records:
+            self.published_seq = records[-1].seq
+            self.published_bytes += size_total
+        for sub in dirty:
+            sub.flush()
+        m = self.metrics
+        m.events_total += len(records)
+        m.deliveries_total += deliveries
+        m.delivered_bytes_total += nbytes
+        if self._finishing:
+            finishing, self._finishing = self._finishing, []
+            for sub, reason in finishing:
+                sub.end(reason)
+
+    def encoded_frame(self, encoder: Callable[[Any], bytes], record: Any) -> bytes:
+        """The chunk-framed frame of `record` in a non-standard encoding, made once per record and encoder."""
+        key = (encoder, record.seq)
+        frame = self._frame_cache.get(key)
+        if frame is None:
+            if len(self._frame_cache) > 64:
+                self._frame_cache.clear()
+            frame = self._frame_cache[key] = chunk(encoder(record))
+        return frame
+
+    def finish_later(self, sub: Subscription, reason: str) -> None:
+        self._finishing.append((sub, reason))
+
+    # ---- housekeeping ----
+
+    def _on_tick(self) -> None:
+        self.tick += 1
+        threshold = self.tick - self.keepalive_ticks
+        for sub in self.slots:
+            if sub is not None and sub.tick <= threshold and sub.mode != CLOSED:
+                sub.keepalive()
+        self._ticker = self.loop.call_later(self._tick_interval, self._on_tick)
+
+    def shutdown(self) -> None:
+        """End every stream with `end`/`shutdown`."""
+        self._ticker.cancel()
+        for sub in list(self.slots):
+            if sub is not None and sub.mode != CLOSED:
+                sub.end("shutdown")
+
+    def close(self) -> None:
+        self._ticker.cancel()
+        self.public.close()
+        self.private.close()
+
+
+__all__ = ["Hub", "Pattern", "Subscription", "LIVE", "CATCHUP", "CLOSED"]

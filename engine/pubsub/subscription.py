@@ -1,0 +1,257 @@
+"""One event-stream connection: its patterns, its position in the log, and how frames reach its socket.
+
+A subscription is in one of three modes:
+- LIVE: the hub appends shared frames to `queue` while publishing and flushes each dirty subscription once per
+  publish (one `writelines` per connection per batch);
+- CATCHUP: it reads the log itself from `pos + 1` up to the hub's published seq, in bounded slices while the
+  socket accepts data, then turns LIVE. History replay on resume and recovery from a full send queue are the
+  same path;
+- CLOSED: an `end` frame (or a disconnect) finished it.
+Invariants: every matching event with seq > the resume point is written exactly once and in seq order; a LIVE
+subscription has seen every published seq (`pos` is implicit: the hub's published seq); the bytes queued per
+connection are bounded by the transport's high-water mark (`send_queue_bytes`), past which the connection falls
+back to CATCHUP instead of buffering more.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, event_frame, gap_frame, retry_frame
+from ..names import Pattern, encode_seq, is_public
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+LIVE, CATCHUP, CLOSED = 1, 2, 3
+CATCHUP_SLICE_BYTES = 256 * 1024  # written per loop turn while catching up, so one reader cannot starve others
+RECORD_OVERHEAD = 160  # rough bytes of log per record besides the value, for the lag estimate
+
+
+def make_matcher(patterns: list[Pattern], reader: str | None) -> Callable[[Any], bool]:
+    """The Python twin of the tries, used when reading history: does a record match, for this reader?"""
+    exact = {(p.user, p.path) for p in patterns if not p.prefix}
+    prefixes = [(p.user, p.path) for p in patterns if p.prefix]
+
+    def matches(record: Any) -> bool:
+        user, path = record.user, record.path
+        if not is_public(path):
+            if reader is None or reader != user:
+                return False
+            own = [(u, p) for (u, p) in prefixes if u == user]
+            return (user, path) in exact or any(path.startswith(p) for _, p in own)
+        if (user, path) in exact or (None, path) in exact:
+            return True
+        for u, p in prefixes:
+            if (u is None or u == user) and path.startswith(p):
+                return True
+        return False
+
+    return matches
+
+
+class Subscription:
+    __slots__ = ("hub", "conn", "transport", "id", "patterns", "reader", "matches", "queue", "mode", "pos",
+                 "last", "special", "limit_left", "inline", "live", "skip_until", "tick", "pos_bytes",
+                 "scheduled", "framing", "end_on_history", "encoder", "quiet")
+
+    def __init__(self, hub: "Hub", conn: Any, patterns: list[Pattern], reader: str | None, *,
+                 limit: int | None, inline: bool = False, live: bool = True, chunked: bool = True,
+                 encoder: Callable[[Any], bytes] | None = None, matches: Callable[[Any], bool] | None = None,
+                 quiet: bool = False):
+        self.hub = hub
+        self.conn = conn
+        self.transport = conn.transport
+        self.id = -1
+        self.patterns = patterns
+        self.reader = reader
+        self.matches = matches or make_matcher(patterns, reader)
+        self.queue: list[bytes] = []
+        self.mode = LIVE
+        self.pos = 0  # CATCHUP: last seq examined
+        self.last: tuple[int, str] | None = None  # (seq, user) of the last event delivered
+        self.limit_left = limit if limit is not None else -1
+        self.inline = inline
+        self.live = live
+        self.skip_until = 0
+        # encoder: how this stream writes an event, when not the shared standard frame (inline, pubky)
+        self.encoder = hub.inline_encoder if inline else encoder
+        self.special = self.encoder is not None or limit is not None or matches is not None
+        self.quiet = quiet  # pubky streams: no retry preamble, no end frame
+        self.tick = hub.tick
+        self.pos_bytes = 0
+        self.scheduled = False
+        self.framing = chunk if chunked else bytes
+        self.end_on_history = not live
+
+    # ---- start ----
+
+    def begin(self, after: int | None) -> None:
+        """Write the preamble and choose the starting mode for a resume point (None: live from now)."""
+        hub = self.hub
+        if not self.quiet:
+            self.transport.write(self.framing(retry_frame()))
+        published = hub.published_seq
+        if after is None:
+            if self.end_on_history:
+                self.end("history")
+                return
+            self.mode = LIVE
+            return
+        first = hub.log.first_seq
+        if after + 1 < first:
+            self.transport.write(self.framing(gap_frame(after + 1, first - 1)))
+            after = first - 1
+        if after >= published:
+            if self.end_on_history:
+                self.end("history")
+                return
+            self.mode = LIVE
+            if after > published:
+                self.skip_until = after
+                self.special = True
+            return
+        self.mode = CATCHUP
+        self.pos = after
+        self.pos_bytes = hub.published_bytes - (published - after) * RECORD_OVERHEAD
+        self.schedule_catchup()
+
+    # ---- live path (called by the hub) ----
+
+    def deliver_special(self, record: Any, frame: bytes, dirty: list["Subscription"]) -> None:
+        """Live delivery for subscriptions with a limit, inline bodies or a resume point in the future."""
+        if record.seq <= self.skip_until or not self.matches(record):
+            return
+        if self.encoder is not None:
+            frame = self.hub.encoded_frame(self.encoder, record)
+        q = self.queue
+        if not q:
+            dirty.append(self)
+        q.append(frame)
+        self.last = (record.seq, record.user)
+        if self.limit_left > 0:
+            self.limit_left -= 1
+            if self.limit_left == 0:
+                self.mode = CLOSED  # the hub flushes the queue, then we end
+                self.hub.finish_later(self, "limit")
+
+    def flush(self) -> None:
+        q = self.queue
+        if q:
+            self.transport.writelines(q)
+            q.clear()
+        self.tick = self.hub.tick
+
+    # ---- flow control (called by the connection) ----
+
+    def on_pause(self) -> None:
+        if self.mode == LIVE:
+            hub = self.hub
+            self.mode = CATCHUP
+            self.pos = hub.published_seq
+            self.pos_bytes = hub.published_bytes
+            hub.metrics.catchups_total += 1
+            hub.lagging += 1
+
+    def on_resume(self) -> None:
+        if self.mode == CATCHUP:
+            self.schedule_catchup()
+
+    def on_disconnect(self) -> None:
+        was_lagging = self.mode == CATCHUP
+        self.mode = CLOSED
+        self.hub.detach(self, was_lagging)
+
+    # ---- catch-up from the log ----
+
+    def schedule_catchup(self) -> None:
+        if not self.scheduled and self.mode == CATCHUP:
+            self.scheduled = True
+            self.hub.loop.call_soon(self._catch_up)
+
+    def _catch_up(self) -> None:
+        self.scheduled = False
+        if self.mode != CATCHUP:
+            return
+        hub = self.hub
+        if self.conn.write_paused:
+            return  # on_resume reschedules
+        log = hub.log
+        target = hub.published_seq
+        if self.pos + 1 < log.first_seq:
+            self.end("evicted")  # what it still needs was dropped by retention
+            return
+        if hub.published_bytes - self.pos_bytes > hub.max_lag_bytes:
+            self.end("evicted")
+            return
+        out: list[bytes] = []
+        size = 0
+        matches = self.matches
+        encode = self.encoder or event_frame
+        framing = self.framing
+        pos = self.pos
+        pos_bytes = self.pos_bytes
+        finished_limit = False
+        for record in log.read_from(pos + 1, until=target):
+            pos = record.seq
+            pos_bytes += RECORD_OVERHEAD + record.size
+            if matches(record):
+                frame = framing(encode(record))
+                out.append(frame)
+                size += len(frame)
+                self.last = (record.seq, record.user)
+                if self.limit_left > 0:
+                    self.limit_left -= 1
+                    if self.limit_left == 0:
+                        finished_limit = True
+                        break
+            if size >= CATCHUP_SLICE_BYTES:
+                break
+        self.pos = pos
+        self.pos_bytes = pos_bytes
+        if out:
+            self.transport.writelines(out)
+            hub.metrics.deliveries_total += len(out)
+            hub.metrics.delivered_bytes_total += size
+        self.tick = hub.tick
+        if finished_limit:
+            self.end("limit")
+            return
+        if pos >= hub.published_seq:
+            if self.end_on_history:
+                self.end("history")
+                return
+            self.mode = LIVE  # caught up: every later event arrives through publish
+            hub.rejoined(self)
+            return
+        self.schedule_catchup()
+
+    # ---- ending ----
+
+    def last_id(self) -> str | None:
+        if self.last is None:
+            return None
+        seq, user = self.last
+        return f"{encode_seq(seq)}.{user}"
+
+    def end(self, reason: str) -> None:
+        """Send `event: end` with the reason, finish the body and close; the hub forgets us on disconnect."""
+        if self.transport.is_closing():
+            return
+        if self.queue:
+            self.flush()
+        was_lagging = self.mode == CATCHUP
+        self.mode = CLOSED
+        data = b"" if self.quiet else self.framing(end_frame(reason, self.last_id()))
+        if self.framing is chunk:
+            data += END_OF_BODY
+        self.transport.write(data)
+        self.transport.close()
+        if reason == "evicted":
+            self.hub.metrics.evictions_total += 1
+        self.hub.detach(self, was_lagging)
+
+    def keepalive(self) -> None:
+        if self.mode != CLOSED and not self.transport.is_closing():
+            self.transport.write(self.framing(KEEPALIVE))
+            self.tick = self.hub.tick

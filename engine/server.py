@@ -1,0 +1,177 @@
+"""The process: uvloop, the listener, the connection registry, commit fan-in, signals, graceful shutdown.
+
+Startup opens the log (recovery runs there), rebuilds the key index, wires the commit listener that releases
+waiting responses and publishes events, and listens. SIGTERM/SIGINT: stop accepting, end streams with
+`end`/`shutdown`, let in-flight requests finish and their commits land, flush the log, exit 0 — all within
+`shutdown_timeout`. Invariant: a response waiting for durability is released only by `_on_commit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from .app import App
+from .config import Settings
+from .http.connection import HttpConnection
+
+log = logging.getLogger("homestream.server")
+
+
+class Server:
+    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop):
+        self.settings = settings
+        self.app = app
+        self.loop = loop
+        self.connections: set[HttpConnection] = set()
+        self.waiting: set[HttpConnection] = set()
+        self.listener: asyncio.AbstractServer | None = None
+        self.stopping = False
+        self._stopped = asyncio.Event()
+        app.log.add_commit_listener(self._on_commit)
+        app.log.bind_loop(loop)
+        m = app.metrics
+        m.gauge("homestream_connections", "open TCP connections", lambda: len(self.connections))
+
+    # ---- connection registry ----
+
+    def admit(self, conn: HttpConnection) -> bool:
+        if self.stopping or len(self.connections) >= self.settings.max_connections:
+            return False
+        self.connections.add(conn)
+        self.app.metrics.connections_total += 1
+        return True
+
+    def forget(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        self.waiting.discard(conn)
+        if self.stopping and not self.connections:
+            self._stopped.set()
+
+    def wait_for_commit(self, conn: HttpConnection) -> None:
+        self.waiting.add(conn)
+
+    def _on_commit(self, records: list[Any]) -> None:
+        durable = self.app.log.durable_seq
+        if self.waiting:
+            done = [conn for conn in self.waiting if conn.on_commit(durable)]
+            self.waiting.difference_update(done)
+        if self.app.hub is not None and records:
+            self.app.hub.publish(records)
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        s = self.settings
+        self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
+                                                      backlog=4096, reuse_address=True)
+        addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
+        log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        return self.listener.sockets[0].getsockname()[1]
+
+    async def shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("shutting down: %d connections", len(self.connections))
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        if self.listener is not None:
+            self.listener.close()
+        if self.app.hub is not None:
+            self.app.hub.shutdown()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._stopped.wait(), max(0.1, deadline - time.monotonic() - 1))
+            except asyncio.TimeoutError:
+                log.warning("%d connections still open at the shutdown deadline; closing them",
+                            len(self.connections))
+        await asyncio.to_thread(self.app.log.flush)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+def build_app(settings: Settings) -> App:
+    """Open the log and keyspace (recovery runs here) and assemble the application."""
+    from .keyspace import Keyspace
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    keyspace = Keyspace.open(settings.data, segment_bytes=settings.segment_bytes, fsync=settings.fsync,
+                             commit_window=settings.commit_window_ms / 1000.0,
+                             max_value_bytes=settings.max_body_bytes)
+    log_ = keyspace.log
+    app = App(settings, log_, keyspace)
+    m = app.metrics
+    m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
+    m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
+    m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
+    stat_help = {
+        "truncated_bytes_total": "bytes dropped from torn log tails at start-up",
+        "truncated_records_total": "records dropped from torn log tails at start-up",
+        "commits_total": "group commits (one fdatasync each, unless fsync=never)",
+        "fsync_seconds_total": "time spent committing (fdatasync); latency = this / commits_total",
+        "fsync_last_seconds": "duration of the last commit",
+        "segments_compacted_total": "segments rewritten by retention (live records copied forward)",
+        "segments_removed_total": "segments deleted by retention",
+        "records_compacted_away_total": "records dropped by retention",
+    }
+    for name in log_.stats.__slots__:
+        m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
+                lambda name=name: getattr(log_.stats, name))
+    m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
+    _install_extensions(app)
+    return app
+
+
+def _install_extensions(app: App) -> None:
+    """Event streams, pubky endpoints and sync register their handlers here, when built."""
+    import importlib
+
+    for module_name in ("engine.pubsub.install", "engine.sync.install"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.install(app)
+
+
+async def serve(settings: Settings, ready: Any = None) -> int:
+    loop = asyncio.get_running_loop()
+    app = build_app(settings)
+    if settings.open_writes:
+        banner = "!" * 78
+        for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
+                     banner):
+            log.warning(line)
+    server = Server(settings, app, loop)
+    await server.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    await server.shutdown()
+    app.log.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def run(settings: Settings) -> int:
+    import uvloop
+
+    return uvloop.run(serve(settings))

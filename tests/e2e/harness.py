@@ -1,0 +1,153 @@
+"""Real servers for end-to-end tests: one in a background thread (fast, inspectable) or in a subprocess
+(for signals, crashes and restarts). Both listen on 127.0.0.1 only and stop by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nacl.signing
+import uvloop
+
+from engine.config import Settings
+from engine.http.auth import sign_request
+from engine.names import encode_user
+
+
+class Key:
+    """A test user: signing key plus its user id."""
+
+    def __init__(self, seed: bytes):
+        self.signing_key = nacl.signing.SigningKey(seed)
+        self.user = encode_user(bytes(self.signing_key.verify_key))
+        self._last_ts: dict[tuple, int] = {}
+
+    def auth(self, method: str, path: str, body: bytes = b"", ts: int | None = None) -> str:
+        if ts is None:
+            ts = int(time.time())
+            if method not in ("GET", "HEAD"):
+                # the same write signed twice in one second would be a replay: move its timestamp on
+                key = (method, path, bytes(body))
+                ts = max(ts, self._last_ts.get(key, 0) + 1)
+                self._last_ts[key] = ts
+        return sign_request(self.signing_key, method, path, body, ts)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThreadServer:
+    """The real server (same code as `homestream serve`) on a uvloop in a daemon thread."""
+
+    def __init__(self, data: Path, **overrides):
+        self.settings = Settings.load(env={}, overrides={"data": str(data), "port": free_port(), **overrides})
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = None
+        self.app = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    def _run(self) -> None:
+        from engine.server import Server, build_app
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self.loop = asyncio.get_running_loop()
+            self.app = build_app(self.settings)
+            self.server = Server(self.settings, self.app, self.loop)
+            await self.server.start()
+            self._ready.set()
+            await self._stop.wait()
+            await self.server.shutdown()
+            self.app.log.close()
+
+        try:
+            uvloop.run(main())
+        except BaseException as exc:  # surfaced by start()/stop()
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> "ThreadServer":
+        self.thread.start()
+        if not self._ready.wait(20) or self._error:
+            raise RuntimeError(f"server did not start: {self._error!r}")
+        return self
+
+    def call(self, fn, *args):
+        """Run fn on the server's loop and return its result (for inspecting state)."""
+        fut = asyncio.run_coroutine_threadsafe(self._call(fn, *args), self.loop)
+        return fut.result(10)
+
+    @staticmethod
+    async def _call(fn, *args):
+        return fn(*args)
+
+    def stop(self) -> None:
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self.thread.join(20)
+        if self._error:
+            raise self._error
+
+
+class ProcessServer:
+    """`homestream serve` in a subprocess, stopped with SIGTERM (or killed) by its pid."""
+
+    def __init__(self, data: Path, port: int | None = None, extra: list[str] | None = None):
+        self.data = data
+        self.port = port or free_port()
+        self.extra = extra or []
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> "ProcessServer":
+        cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", str(self.data), "--port", str(self.port),
+               *self.extra]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("server did not start listening")
+
+    def terminate(self, timeout: float = 15) -> tuple[int, str]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(errors="replace")
+
+    def kill(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        out = self.proc.communicate(timeout=10)[0] if self.proc is not None else b""
+        return out.decode(errors="replace")
