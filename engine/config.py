@@ -51,6 +51,7 @@ class Settings:
     max_lag_bytes: int = _f(1 * GiB, "a subscriber further behind than this much log is evicted (bytes)")
     retention_age: float = _f(0.0, "drop history older than this (s); 0 keeps it forever; live keys are kept")
     retention_bytes: int = _f(0, "drop oldest history past this total log size (bytes); 0 is unlimited")
+    retention_interval: float = _f(30.0, "how often retention runs when retention_age or retention_bytes is set (s)")
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
@@ -67,7 +68,7 @@ class Settings:
         if self.segment_bytes < 64 * KiB:
             raise ValueError("segment_bytes must be at least 64 KiB")
         for name in ("commit_window_ms", "idle_timeout", "header_timeout", "auth_skew", "sse_keepalive",
-                     "shutdown_timeout"):
+                     "shutdown_timeout", "retention_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.retention_age < 0 or self.retention_bytes < 0:

@@ -31,6 +31,7 @@ class Server:
         self.listener: asyncio.AbstractServer | None = None
         self.stopping = False
         self._stopped = asyncio.Event()
+        self._retention: asyncio.TimerHandle | None = None
         app.log.add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
@@ -68,8 +69,21 @@ class Server:
         s = self.settings
         self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
                                                       backlog=4096, reuse_address=True)
+        if s.retention_age or s.retention_bytes:
+            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
+
+    def _run_retention(self) -> None:
+        s = self.settings
+        try:
+            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
+            if result.get("compacted") or result.get("removed"):
+                log.info("retention: %s", result)
+        except Exception:
+            log.exception("retention failed; will retry")
+        if not self.stopping:
+            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
 
     @property
     def port(self) -> int:
@@ -84,6 +98,8 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
+        if self._retention is not None:
+            self._retention.cancel()
         if self.app.hub is not None:
             self.app.hub.shutdown()
         for conn in list(self.connections):

@@ -81,7 +81,7 @@ class SSEReader:
         deadline = time.monotonic() + timeout
         while True:
             cut = self.body.rfind(b"\n\n")
-            if cut + 2 > self._parsed:
+            if cut >= 0 and cut + 2 > self._parsed:
                 text = self.body[self._parsed:cut + 2].decode("utf-8", "replace")
                 self.frames.extend(f for f in parse_frames(text) if "event" in f)
                 self._parsed = cut + 2

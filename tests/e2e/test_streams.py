@@ -282,3 +282,24 @@ def test_restart_then_resume_with_last_event_id(tmp_path, alice):
         assert [e["seq"] for e in events(reader.read_frames(5))] == [11, 12, 13, 14, 15]
     finally:
         srv.kill()
+
+
+def test_resume_older_than_retention_starts_with_a_gap(make_server, alice):
+    srv = make_server(segment_bytes=64 * 1024, retention_bytes=1, retention_interval=0.2)
+    body = b"x" * 2000
+    pipelined_puts(srv.port, alice, [(f"/pub/g/{i % 5}", body) for i in range(200)])
+    deadline = time.monotonic() + 10
+    while srv.app.log.first_seq <= 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first = srv.app.log.first_seq
+    assert first > 1, "retention did not run"
+    reader = SSEReader(srv.port, "/subscribe?p=*&after=0&live=false")
+    frames = reader.read_frames(until_end=True)
+    assert frames[0]["event"] == "gap"
+    assert json.loads(frames[0]["data"]) == {"from": 1, "to": first - 1}
+    seqs = [e["seq"] for e in events(frames)]
+    assert seqs == list(range(first, 201))
+    assert frames[-1]["event"] == "end"
+    # the latest value of every live key is still readable after compaction
+    for i in range(5):
+        assert httpx.get(f"{srv.url}/{alice.user}/pub/g/{i}").content == body
