@@ -23,7 +23,8 @@ from ..errors import InvalidName, Unauthorized
 from ..names import content_hash, decode_user, encode_user
 
 SCHEME = "HS1"
-SIGNATURE_TEXT_LENGTH = 86  # 64 bytes in base64url without padding
+SIGNATURE_TEXT_LENGTH = 86
+REPLAYED = "replayed"  # the error code of a 401 for a write signature already accepted (clients re-sign on it)  # 64 bytes in base64url without padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class Authenticator:
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
             raise Unauthorized("bad signature") from None
         if write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
-            raise Unauthorized("replayed signature: this write was already accepted")
+            raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
         return creds.signer
 
     def authorize_write(self, header: str | None, method: str, path: str, body: bytes, owner: str) -> None:

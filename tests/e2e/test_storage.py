@@ -101,7 +101,7 @@ def test_writes_need_the_owners_fresh_unreplayed_signature(client, alice, bob):
     good = alice.auth("PUT", target, b"1")
     assert client.put(target, content=b"1", headers={"authorization": good}).status_code == 201
     r = client.put(target, content=b"1", headers={"authorization": good})
-    assert r.status_code == 401 and "replay" in r.json()["message"]
+    assert r.status_code == 401 and r.json()["error"] == "replayed"
     assert client.put(target, content=b"1", headers={"authorization": "HS1 garbage"}).status_code == 401
 
 
