@@ -210,11 +210,18 @@ async def _publish(port: int, count: int, rate: float | None, start_index: int, 
                 "Content-Type: application/json\r\n\r\n").encode() + body
 
     async def drain(reader, n):
-        got = 0
-        buf = b""
-        while got < n:
-            buf += await reader.read(65536)
-            got = buf.count(b"HTTP/1.1 2")
+        got = bad = 0
+        tail = b""
+        while got + bad < n:
+            data = await reader.read(1 << 20)
+            if not data:
+                raise RuntimeError(f"publisher connection closed after {got} answers")
+            data = tail + data
+            got += data.count(b"HTTP/1.1 2")
+            bad += data.count(b"HTTP/1.1 4") + data.count(b"HTTP/1.1 5")
+            tail = data[-9:]  # shorter than a marker: a status line split across reads is counted once
+        if bad:
+            raise RuntimeError(f"{bad} writes failed")
         return got
 
     t0 = time.time()
@@ -384,6 +391,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(name: str, r: dict | None, as_json: bool) -> None:
-    if as_json or r is None:
+    if r is None:
         return
-    print(f"[{name}] " + ", ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    print(f"[{name}] " + ", ".join(f"{k}={v}" for k, v in r.items()), flush=True,
+          file=sys.stderr if as_json else sys.stdout)

@@ -1,0 +1,200 @@
+"""HTTP benchmark: signed PUT and GET throughput and latency, homestream side by side with two peers.
+
+Servers, each started here on 127.0.0.1 and stopped by pid: homestream (`serve --fsync batch`, signed writes
+checked), a bare uvloop+h11 server answering 204 and storing nothing, and Starlette on uvicorn (`--http h11`,
+uvloop) storing into a dict (skipped with a message when uvicorn/starlette are not installed: they are in the
+`loadtest` extra). The load: `--connections` keep-alive connections (default 50), each sending its next request
+when the previous answer arrived, `--seconds` per phase, 1 KiB PUT bodies with valid HS1 signatures made before
+the timed phase (every server gets the same bytes); then GETs of the stored keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from .fanout import cpu_seconds
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument("--body", type=int, default=1024, help="PUT body bytes")
+    parser.add_argument("--servers", default="homestream,bare-h11,starlette",
+                        help="comma-separated subset of homestream,bare-h11,starlette")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    if name == "homestream":
+        cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", data, "--port", str(port),
+               "--fsync", "batch", "--log-level", "warning"]
+    elif name == "bare-h11":
+        cmd = [sys.executable, "-m", "engine.bench.peers.bare_h11", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "engine.bench.peers.starlette_dict", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start")
+
+
+def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
+    """n signed PUT requests to distinct keys, and the GETs of those keys."""
+    import nacl.signing
+
+    from ..http.auth import sign_request
+    from ..names import encode_user
+
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    user = encode_user(bytes(key.verify_key))
+    now = int(time.time())
+    puts, gets = [], []
+    for i in range(n):
+        target = f"/{user}/pub/bench/{i:08d}.json"
+        auth = sign_request(key, "PUT", target, body, now)
+        puts.append((f"PUT {target} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nAuthorization: {auth}\r\n\r\n").encode() + body)
+        gets.append(f"GET {target} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+    return puts, gets
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection: sends a request, waits for the whole response, sends the next."""
+
+    def __init__(self, requests: list[bytes], start: int, step: int, deadline: float, done: asyncio.Future):
+        self.requests, self.i, self.step, self.deadline, self.done = requests, start, step, deadline, done
+        self.buf = b""
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.sent_at = 0.0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        if self.i >= len(self.requests) or time.perf_counter() >= self.deadline:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.requests[self.i])
+        self.i += self.step
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if len(self.buf) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.buf = self.buf[end + 4 + length:]
+            self.latencies.append(time.perf_counter() - self.sent_at)
+            self._send()
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _phase(port: int, requests: list[bytes], connections: int, seconds: float) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = time.perf_counter() + seconds
+    clients, futures = [], []
+    t0 = time.perf_counter()
+    for c in range(connections):
+        fut = loop.create_future()
+        _, client = await loop.create_connection(
+            lambda c=c, fut=fut: _Client(requests, c, connections, deadline, fut), "127.0.0.1", port)
+        clients.append(client)
+        futures.append(fut)
+    await asyncio.gather(*futures)
+    wall = time.perf_counter() - t0
+    lat = sorted(x for cl in clients for x in cl.latencies)
+    statuses: dict[int, int] = {}
+    for cl in clients:
+        for k, v in cl.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    n = len(lat)
+    return {"requests": n, "req_per_s": round(n / wall), "p50_ms": round(lat[n // 2] * 1000, 2) if n else None,
+            "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None, "statuses": statuses}
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if "starlette" in names and not (importlib.util.find_spec("uvicorn") and importlib.util.find_spec("starlette")):
+        print("bench http: skipping starlette: install the loadtest extra (pip install -e '.[loadtest]')",
+              file=sys.stderr)
+        names.remove("starlette")
+    body = os.urandom(args.body // 2).hex().encode()[: args.body]
+    budget = int(args.seconds * 60_000) + 10_000  # more signed requests than the phase can send
+    print(f"bench http: signing {budget} requests ...", file=sys.stderr, flush=True)
+    puts, gets = _signed_puts(budget, body)
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
+                     "connections": args.connections, "seconds": args.seconds, "body": args.body}
+    with tempfile.TemporaryDirectory(prefix="hs-http-") as tmp:
+        for name in names:
+            proc, port = _start(name, os.path.join(tmp, name))
+            try:
+                cpu0 = cpu_seconds(proc.pid)
+                put = uvloop.run(_phase(port, puts, args.connections, args.seconds))
+                cpu1 = cpu_seconds(proc.pid)
+                get = uvloop.run(_phase(port, gets[: put["requests"]], args.connections, args.seconds))
+                cpu2 = cpu_seconds(proc.pid)
+                put["server_cpu_s"] = round(cpu1 - cpu0, 2)
+                get["server_cpu_s"] = round(cpu2 - cpu1, 2)
+                results[name] = {"put": put, "get": get}
+                if not args.json:
+                    print(f"[{name}] PUT {put}\n[{name}] GET {get}", flush=True)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    base = results.get("bare-h11")
+    if base and "homestream" in results:
+        hs = results["homestream"]
+        results["ratios"] = {
+            "put_vs_bare": round(hs["put"]["req_per_s"] / base["put"]["req_per_s"], 2),
+            "get_vs_bare": round(hs["get"]["req_per_s"] / base["get"]["req_per_s"], 2),
+        }
+        if "starlette" in results:
+            results["ratios"]["put_vs_starlette"] = round(
+                hs["put"]["req_per_s"] / results["starlette"]["put"]["req_per_s"], 2)
+    print(json.dumps(results) if args.json else f"ratios: {results.get('ratios')}")
+    return 0
