@@ -124,3 +124,22 @@ def test_parse_pattern_rejects_and_names_the_pattern(bad):
     with pytest.raises(InvalidName) as info:
         names.parse_pattern(bad)
     assert repr(bad) in info.value.message
+
+
+def test_decode_user_memory_is_bounded_and_never_keeps_invalid_ids(monkeypatch):
+    monkeypatch.setattr(names, "_VALID_USERS_MAX", 2)
+    names._VALID_USERS.clear()
+    with pytest.raises(InvalidName):
+        names.decode_user(USER.upper())
+    assert USER.upper() not in names._VALID_USERS
+    for seed in range(3):
+        names.decode_user(names.encode_user(bytes([seed]) * 32))
+        assert len(names._VALID_USERS) <= 2
+    assert names.decode_user(USER) == names.zbase32_decode(USER, 32)
+
+
+def test_key_uri_escapes_what_would_break_a_line():
+    assert names.key_uri(USER, "/pub/a b/ü.json") == f"pubky://{USER}/pub/a b/ü.json"
+    uri = names.key_uri(USER, "/pub/x\r\ny%z")
+    assert uri == f"pubky://{USER}/pub/x%0D%0Ay%25z"
+    assert names.percent_decode(uri[len("pubky://") + len(USER):]) == "/pub/x\r\ny%z"

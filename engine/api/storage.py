@@ -7,11 +7,12 @@ response carries `durable_seq`, so it is sent only after the commit that covers 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ..errors import BadRequest, InvalidName, NotFound, Unauthorized
 from ..http.message import Request, Response
 from ..log.record import PUT
-from ..names import (encode_content_hash, event_id, is_directory, is_public, item_name, key_uri, split_key)
+from ..names import (encode_content_hash, percent_decode, event_id, is_directory, is_public, item_name, key_uri, split_key)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -109,7 +110,7 @@ def _list(app: "App", request: Request, user: str, path: str) -> Response:
         if cursor.startswith("pubky://"):
             if not cursor.startswith(prefix + "/"):
                 raise BadRequest("cursor names another user's key")
-            cursor = cursor[len(prefix):]
+            cursor = percent_decode(cursor[len(prefix):])  # key_uri escapes control characters and '%'
         elif cursor.startswith(user + "/"):
             cursor = cursor[len(user):]
         if not cursor.startswith("/"):
@@ -140,7 +141,7 @@ def storage_post(app: "App", request: Request, param: str) -> Response:
     app.auth.authorize_write(request.header(b"authorization"), "POST", request.path, body, user)
     content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
     status, record_or_entry, item_path = append_item(app, user, path, body, content_type)
-    location = f"/{user}{item_path}".encode("utf-8")
+    location = quote(f"/{user}{item_path}", safe="/").encode("ascii")  # a path may hold any UTF-8, even CR/LF
     headers = [(b"location", location), (b"etag", etag(record_or_entry.digest))]
     if status == 201:
         headers.append((b"event-id", event_id(record_or_entry.seq, user).encode("ascii")))

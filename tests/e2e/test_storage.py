@@ -173,3 +173,14 @@ def test_healthz_and_metrics_counters_move(client, alice):
     assert value(after, "homestream_log_last_seq") == value(before, "homestream_log_last_seq") + 1
     assert value(after, "homestream_connections_total") >= 1
     assert 'homestream_http_responses_total{status="201"}' in after
+
+
+def test_post_location_is_percent_encoded_even_for_control_characters(client, alice):
+    target = f"/{alice.user}/pub/odd%0d%0aX-Injected:%201/"
+    decoded = f"/{alice.user}/pub/odd\r\nX-Injected: 1/"
+    body = b"item"
+    r = client.post(target, content=body, headers={"authorization": alice.auth("POST", decoded, body)})
+    assert r.status_code == 201
+    assert "x-injected" not in r.headers
+    assert r.headers["location"] == f"/{alice.user}/pub/odd%0D%0AX-Injected%3A%201/{item_name(body)}"
+    assert client.get(r.headers["location"]).content == body
