@@ -168,15 +168,16 @@ def key_uri(user: str, path: str) -> str:
 
 # ---- seqs and event ids ----
 
+_CROCKFORD_PAIRS = [a + b for a in CROCKFORD_ALPHABET for b in CROCKFORD_ALPHABET]  # 10 bits -> 2 chars
+
+
 def encode_seq(seq: int) -> str:
-    """13 upper-case Crockford base32 chars; sorts like the number."""
+    """13 upper-case Crockford base32 chars; sorts like the number (65 bits: 1 char + six 10-bit pairs)."""
     if not 0 <= seq <= MAX_SEQ:
         raise InvalidName(f"seq {seq} out of range")
-    out = []
-    for _ in range(SEQ_TEXT_LENGTH):
-        out.append(CROCKFORD_ALPHABET[seq & 31])
-        seq >>= 5
-    return "".join(reversed(out))
+    p = _CROCKFORD_PAIRS
+    return (CROCKFORD_ALPHABET[seq >> 60] + p[(seq >> 50) & 1023] + p[(seq >> 40) & 1023] + p[(seq >> 30) & 1023]
+            + p[(seq >> 20) & 1023] + p[(seq >> 10) & 1023] + p[seq & 1023])
 
 
 def event_id(seq: int, user: str) -> str:

@@ -703,17 +703,26 @@ class Log:
             off = self._offset_of(seg, start, end)
             unpack = HEADER.unpack_from
             loc_base = seg.id << LOC_SHIFT
+            raw = seg.mm if seg.mm is not None else mv  # slicing the mmap gives bytes without a view object
+            users: dict[bytes, str] = {}  # user ids and content types repeat: decode each once per segment
+            ctypes: dict[bytes, str] = {}
             while off < end:
                 (length, _crc, _magic, kind, plen, clen, _flags, rseq, ts, vlen, user_b,
-                 digest) = unpack(mv, off)
+                 digest) = unpack(raw, off)
                 if rseq > until:
                     return
                 p = off + HEADER_SIZE
-                path = str(mv[p:p + plen], "utf-8")
+                path = raw[p:p + plen].decode("utf-8")
                 p += plen
-                ctype = str(mv[p:p + clen], "utf-8")
+                ctype_b = raw[p:p + clen]
+                ctype = ctypes.get(ctype_b)
+                if ctype is None:
+                    ctype = ctypes[ctype_b] = ctype_b.decode("utf-8")
                 p += clen
-                yield Record(rseq, ts, kind, user_b.decode("ascii"), path, b"" if kind == DEL else digest, ctype,
+                user = users.get(user_b)
+                if user is None:
+                    user = users[user_b] = user_b.decode("ascii")
+                yield Record(rseq, ts, kind, user, path, b"" if kind == DEL else digest, ctype,
                              mv[p:p + vlen], loc_base | off)
                 off += length
 

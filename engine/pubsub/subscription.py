@@ -32,6 +32,14 @@ def make_matcher(patterns: list[Pattern], reader: str | None) -> Callable[[Any],
     """The Python twin of the tries, used when reading history: does a record match, for this reader?"""
     exact = {(p.user, p.path) for p in patterns if not p.prefix}
     prefixes = [(p.user, p.path) for p in patterns if p.prefix]
+    if len(patterns) == 1 and prefixes and prefixes[0][0] is None:
+        only = prefixes[0][1]  # the common case of one all-user prefix (`*`, `*/pub/app/*`): public only
+
+        def matches_one(record: Any) -> bool:
+            path = record.path
+            return path.startswith(only) and path.startswith("/pub/")
+
+        return matches_one
 
     def matches(record: Any) -> bool:
         user, path = record.user, record.path
@@ -185,32 +193,38 @@ class Subscription:
             self.end("evicted")
             return
         out: list[bytes] = []
+        append = out.append
         size = 0
         matches = self.matches
         encode = self.encoder or event_frame
-        framing = self.framing
-        pos = self.pos
-        pos_bytes = self.pos_bytes
+        start = self.pos
+        pos = start
+        last = None
         finished_limit = False
-        for record in log.read_from(pos + 1, until=target):
-            pos = record.seq
-            pos_bytes += RECORD_OVERHEAD + record.size
+        limited = self.limit_left > 0
+        for record in log.read_from(start + 1, until=target):
             if matches(record):
-                frame = framing(encode(record))
-                out.append(frame)
+                frame = encode(record)
+                append(frame)
                 size += len(frame)
-                self.last = (record.seq, record.user)
-                if self.limit_left > 0:
+                last = record
+                if limited:
                     self.limit_left -= 1
                     if self.limit_left == 0:
                         finished_limit = True
                         break
-            if size >= CATCHUP_SLICE_BYTES:
-                break
+                if size >= CATCHUP_SLICE_BYTES:
+                    break
+        else:
+            record = None
+        # where this slice stopped: the last record examined, or the target when the log was read to it
+        pos = record.seq if record is not None else target
         self.pos = pos
-        self.pos_bytes = pos_bytes
+        self.pos_bytes += (pos - start) * RECORD_OVERHEAD + size  # an estimate of the log read, for --max-lag
+        if last is not None:
+            self.last = (last.seq, last.user)
         if out:
-            self.transport.writelines(out)
+            self.transport.write(self.framing(b"".join(out)))  # one chunk for the whole slice
             hub.metrics.deliveries_total += len(out)
             hub.metrics.delivered_bytes_total += size
         self.tick = hub.tick
