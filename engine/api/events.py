@@ -50,7 +50,7 @@ def subscribe(app: "App", request: Request, param: str) -> StreamResponse:
         raise BadRequest(f"at most {app.settings.max_patterns} patterns, got {len(texts)}")
     patterns = [parse_pattern(text) for text in texts]
     after = resume_point(request)
-    limit = parse_limit(request.arg("limit"), default=0, maximum=1 << 62) if request.arg("limit") else None
+    limit = parse_limit(request.arg("limit"), maximum=1 << 62) if request.arg("limit") is not None else None
     live = parse_bool(request.arg("live"), "live", default=True)
     inline = parse_bool(request.arg("inline"), "inline", default=False)
     reader = stream_reader(app, request, "/subscribe")

@@ -88,7 +88,7 @@ def events_stream(app: "App", request: Request, param: str) -> StreamResponse:
     reverse = parse_bool(request.arg("reverse"), "reverse", default=False)
     if reverse and live:
         raise BadRequest("reverse=true cannot be combined with live=true")
-    limit = parse_limit(request.arg("limit"), default=0, maximum=1 << 62) if request.arg("limit") else None
+    limit = parse_limit(request.arg("limit"), maximum=1 << 62) if request.arg("limit") is not None else None
     reader = stream_reader(app, request, "/events-stream")
     visible = visible_to(reader)
 

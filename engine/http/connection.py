@@ -37,7 +37,7 @@ MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before w
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "request_error")
+                 "request_error", "close_after_response")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -56,6 +56,7 @@ class HttpConnection(asyncio.Protocol):
         self.read_paused = False
         self.closed = False
         self.request_error: ClientError | None = None
+        self.close_after_response = False
         self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
 
     # ---- asyncio callbacks ----
@@ -241,6 +242,8 @@ class HttpConnection(asyncio.Protocol):
         status = response.status
         if status not in (204, 304) and not any(name == b"content-length" for name, _ in headers):
             headers.append((b"content-length", b"%d" % len(body)))
+        if self.close_after_response:
+            headers.append((b"connection", b"close"))  # h11 then moves to MUST_CLOSE after this response
         data = conn.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
         if body and request.method != "HEAD" and status not in (204, 304):
             data += conn.send(h11.Data(data=body))
@@ -314,7 +317,7 @@ class HttpConnection(asyncio.Protocol):
         if self.conn.their_state is h11.IDLE and not self.pending:
             self._close()
         else:
-            self.conn._cstate.process_keep_alive_disabled()  # h11: finish this cycle, then MUST_CLOSE
+            self.close_after_response = True  # finish the request in flight, answer it with Connection: close
 
     def _arm(self, kind: str) -> None:
         if self.timer is not None:
