@@ -86,11 +86,24 @@ int ribltSerialize(const riblt *s, size_t start, size_t count, unsigned char *ou
 int ribltAppendSymbols(riblt *s, const char *buf, size_t len, size_t *added);
 int ribltIsEmpty(const riblt *s);
 
+/* sse.h */
+#define SSE_DONE 0
+#define SSE_MORE 1
+#define SSE_ERR -1
+#define SSE_USER_SIZE 52
+#define SSE_HEADER_SIZE 120
+#define SSE_FRAME_MAX 393500
+typedef struct sseFilter { const char *user; const char *path; size_t pathlen; int prefix; int allowPrivate; } sseFilter;
+typedef struct sseResult { size_t written; size_t consumed; uint64_t lastSeq; size_t frames; uint64_t frameSeq;
+                           size_t frameUser; } sseResult;
+int sseReplay(const char *buf, size_t len, uint64_t until, const sseFilter *f,
+              char *out, size_t cap, size_t soft, sseResult *r);
+
 /* pyfast.inc (compiled into the module only) */
 int hsFastInstall(void);
 """
 
-HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "riblt.h"]
+HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "riblt.h", "sse.h"]
 
 
 def make_builder(absolute: bool) -> FFI:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, event_frame, gap_frame, retry_frame
 from ..names import Pattern, encode_seq, is_public
+from ..native.sse import Replayer, ReplayFilter
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
 LIVE, CATCHUP, CLOSED = 1, 2, 3
 CATCHUP_SLICE_BYTES = 256 * 1024  # written per loop turn while catching up, so one reader cannot starve others
 RECORD_OVERHEAD = 160  # rough bytes of log per record besides the value, for the lag estimate
+
+
+_replayer: Replayer | None = None  # the one output buffer of native catch-up (one event loop; used synchronously)
+
+
+def native_filter(patterns: list[Pattern], reader: str | None, *, inline: bool, limit: int | None,
+                  encoder: Any, matches: Any) -> ReplayFilter | None:
+    """The one place that chooses the catch-up path: a C filter (csrc/sse.c) for the simple case -- one pattern,
+    the standard frame (no inline bodies, no custom encoder or matcher: pubky streams stay in Python), no limit
+    -- else None (the Python path of make_matcher + event_frame). Private records pass, as in make_matcher,
+    only when the pattern names one user and the reader is that user."""
+    if len(patterns) != 1 or inline or encoder is not None or matches is not None or limit is not None:
+        return None
+    p = patterns[0]
+    return ReplayFilter(p.user, p.path, p.prefix, allow_private=p.user is not None and reader == p.user)
 
 
 def make_matcher(patterns: list[Pattern], reader: str | None) -> Callable[[Any], bool]:
@@ -61,7 +77,7 @@ def make_matcher(patterns: list[Pattern], reader: str | None) -> Callable[[Any],
 class Subscription:
     __slots__ = ("hub", "conn", "transport", "id", "patterns", "reader", "matches", "queue", "mode", "pos",
                  "last", "special", "limit_left", "inline", "live", "skip_until", "tick", "pos_bytes",
-                 "scheduled", "framing", "end_on_history", "encoder", "quiet")
+                 "scheduled", "framing", "end_on_history", "encoder", "quiet", "native")
 
     def __init__(self, hub: "Hub", conn: Any, patterns: list[Pattern], reader: str | None, *,
                  limit: int | None, inline: bool = False, live: bool = True, chunked: bool = True,
@@ -74,6 +90,7 @@ class Subscription:
         self.patterns = patterns
         self.reader = reader
         self.matches = matches or make_matcher(patterns, reader)
+        self.native = native_filter(patterns, reader, inline=inline, limit=limit, encoder=encoder, matches=matches)
         self.queue: list[bytes] = []
         self.mode = LIVE
         self.pos = 0  # CATCHUP: last seq examined
@@ -192,6 +209,9 @@ class Subscription:
         if hub.published_bytes - self.pos_bytes > hub.max_lag_bytes:
             self.end("evicted")
             return
+        if self.native is not None:
+            self._catch_up_native(target)
+            return
         out: list[bytes] = []
         append = out.append
         size = 0
@@ -231,6 +251,53 @@ class Subscription:
         if finished_limit:
             self.end("limit")
             return
+        self._after_slice(pos)
+
+    def _catch_up_native(self, target: int) -> None:
+        """_catch_up for the simple case (see native_filter): raw log slices through sseReplay, frames written as
+        one chunk; the same slice budget, positions, metrics and lag estimate as the Python loop."""
+        global _replayer
+        hub = self.hub
+        rep = _replayer
+        if rep is None or rep.soft_max < CATCHUP_SLICE_BYTES:  # room for the budget + one frame: always progress
+            rep = _replayer = Replayer(CATCHUP_SLICE_BYTES)
+        rep.reset()
+        filt = self.native
+        start = self.pos
+        pos = target  # when the log is read to the target
+        size = 0
+        frames = 0
+        last = None
+        examined = start
+        feed = rep.feed
+        try:
+            for _first, _last, view in hub.log.read_raw(start + 1, until=target):
+                more, _consumed, seq, n, fseq, fuser = feed(view, target, filt, CATCHUP_SLICE_BYTES - size)
+                if seq:
+                    examined = seq
+                if n:
+                    frames += n
+                    last = (fseq, fuser)
+                size = rep.fill
+                if more:  # the slice budget is spent: stop at the last record examined
+                    pos = examined
+                    break
+            data = rep.take() if size else b""
+        finally:
+            rep.reset()
+        self.pos = pos
+        self.pos_bytes += (pos - start) * RECORD_OVERHEAD + size  # an estimate of the log read, for --max-lag
+        if last is not None:
+            self.last = last
+        if data:
+            self.transport.write(self.framing(data))  # one chunk for the whole slice
+            hub.metrics.deliveries_total += frames
+            hub.metrics.delivered_bytes_total += size
+        self.tick = hub.tick
+        self._after_slice(pos)
+
+    def _after_slice(self, pos: int) -> None:
+        hub = self.hub
         if pos >= hub.published_seq:
             if self.end_on_history:
                 self.end("history")

@@ -13,6 +13,7 @@
 #include "crc32c.h"
 #include "murmur3.h"
 #include "riblt.h"
+#include "sse.h"
 #include "trie.h"
 
 /* ---- the failing allocator (test-only globals live here, not in the library) ---- */
@@ -374,6 +375,87 @@ static void testRiblt(int scale) {
     }
 }
 
+/* ---- sse: one framed log record (engine/log/record.py layout, CRC left 0: sseReplay does not check it) ---- */
+static size_t sseRecord(unsigned char *o, int kind, uint64_t seq, uint64_t ts, const char *user,
+                        const unsigned char *path, size_t plen, size_t clen, size_t vlen) {
+    size_t len = SSE_HEADER_SIZE + plen + clen + vlen;
+    memset(o, 0, len);
+    for (int i = 0; i < 4; i++) o[i] = (unsigned char)(len >> (8 * i));
+    o[8] = 0xB1;
+    o[9] = (unsigned char)kind;
+    o[10] = (unsigned char)plen;
+    o[11] = (unsigned char)(plen >> 8);
+    o[12] = (unsigned char)clen;
+    o[13] = (unsigned char)(clen >> 8);
+    for (int i = 0; i < 8; i++) o[16 + i] = (unsigned char)(seq >> (8 * i));
+    for (int i = 0; i < 8; i++) o[24 + i] = (unsigned char)(ts >> (8 * i));
+    for (int i = 0; i < 4; i++) o[32 + i] = (unsigned char)(vlen >> (8 * i));
+    memcpy(o + 36, user, SSE_USER_SIZE);
+    for (int i = 0; i < 32; i++) o[88 + i] = (unsigned char)i;
+    memcpy(o + SSE_HEADER_SIZE, path, plen);
+    return len;
+}
+
+static void testSse(int scale) {
+    static const char user[] = "ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u";
+    sseFilter all = {NULL, "/", 1, 1, 0}, mine = {user, "/", 1, 1, 1};
+    sseResult r;
+    unsigned char rec[1024];
+    size_t len = sseRecord(rec, 1, 1, 5, user, (const unsigned char *)"/pub/a\"\n\x01", 9, 0, 3);
+    static const char want[] =
+        "id: 0000000000001.ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u\nevent: PUT\n"
+        "data: {\"seq\":1,\"user\":\"ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u\","
+        "\"path\":\"/pub/a\\\"\\n\\u0001\",\"hash\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\","
+        "\"size\":3,\"ts\":5}\n\n";
+    char out[600];
+    CHECK(sseReplay((const char *)rec, len, UINT64_MAX, &all, out, sizeof(out), sizeof(out), &r) == SSE_DONE);
+    CHECK(r.written == sizeof(want) - 1 && memcmp(out, want, r.written) == 0);
+    CHECK(r.consumed == len && r.frames == 1 && r.lastSeq == 1 && r.frameSeq == 1 && r.frameUser == 36);
+    CHECK(sseReplay((const char *)rec, len, UINT64_MAX, &all, out, r.written - 1, sizeof(out), &r) == SSE_MORE);
+    CHECK(r.written == 0 && r.consumed == 0 && r.frames == 0);
+    sseFilter bad = {NULL, "/", 1, 1, 1};
+    CHECK(sseReplay((const char *)rec, len, 0, &bad, out, sizeof(out), 1, &r) == SSE_ERR && errno == EINVAL);
+
+    /* fuzz: valid records with random bytes flipped, and pure random bytes, in exact-size heap blocks (ASan
+     * catches any read past the input), into exact-size outputs of random capacity */
+    for (int it = 0; it < 4000 * scale; it++) {
+        size_t cap = rnd() % 3 ? rnd() % 700 : rnd() % 5000, n = 0, bufcap = 4096;
+        unsigned char *buf = malloc(bufcap);
+        int mode = (int)(rnd() % 3);
+        if (mode == 2) {
+            n = rnd() % 400;
+            for (size_t i = 0; i < n; i++) buf[i] = (rnd() & 3) ? (unsigned char)rnd() : 0;
+        } else {
+            int nrec = (int)(rnd() % 6);
+            for (int k = 0; k < nrec; k++) {
+                unsigned char path[64];
+                size_t plen = rnd() % 40, clen = rnd() % 8, vlen = rnd() % 30;
+                for (size_t i = 0; i < plen; i++) path[i] = (unsigned char)rnd();
+                if (plen >= 5 && (rnd() & 1)) memcpy(path, "/pub/", 5);
+                n += sseRecord(buf + n, 1 + (int)(rnd() & 1), rnd(), rnd(), user, path, plen, clen, vlen);
+            }
+            if (mode == 1 && n) {
+                int flips = 1 + (int)(rnd() % 4);
+                for (int k = 0; k < flips; k++) buf[rnd() % n] = (unsigned char)rnd();
+            }
+            if (rnd() & 1) n -= rnd() % (n + 1);
+        }
+        unsigned char *in = malloc(n ? n : 1);
+        memcpy(in, buf, n);
+        char *o = malloc(cap ? cap : 1);
+        const sseFilter *f = (rnd() & 1) ? &all : &mine;
+        uint64_t until = (rnd() & 1) ? UINT64_MAX : rnd();
+        int rc = sseReplay((const char *)in, n, until, f, o, cap, (size_t)(rnd() % (cap + 2)), &r);
+        CHECK(rc == SSE_DONE || rc == SSE_MORE || rc == SSE_ERR);
+        CHECK(r.written <= cap && r.consumed <= n);
+        CHECK(r.frames == 0 || r.frameUser + SSE_USER_SIZE <= r.consumed);
+        if (mode == 0 && until == UINT64_MAX && cap >= SSE_FRAME_MAX) CHECK(rc != SSE_ERR);
+        free(o);
+        free(in);
+        free(buf);
+    }
+}
+
 int main(int argc, char **argv) {
     int scale = argc > 1 ? atoi(argv[1]) : 1;
     if (scale < 1) scale = 1;
@@ -381,6 +463,7 @@ int main(int argc, char **argv) {
     testTrie(scale);
     testBloom(scale);
     testRiblt(scale);
+    testSse(scale);
     failAt(-1);
     CHECK(allocLive == 0);
     CHECK(oomSeen > 100);
@@ -388,7 +471,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("ok: crc32c, murmur3, trie, bloom, riblt (scale %d, %ld injected allocation failures survived, "
+    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse (scale %d, %ld injected allocation failures survived, "
            "live allocations %ld)\n", scale, oomSeen, allocLive);
     return 0;
 }
