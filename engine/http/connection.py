@@ -37,7 +37,7 @@ MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before w
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "request_error", "close_after_response")
+                 "request_error", "close_after_response", "deadline")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -51,6 +51,7 @@ class HttpConnection(asyncio.Protocol):
         self.body: bytearray | None = None
         self.stream: Any = None
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time at which the armed `_timer_kind` expires
         self._timer_kind = ""
         self.write_paused = False
         self.read_paused = False
@@ -73,7 +74,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._stop_timer()
         self.server.forget(self)
         if self.stream is not None:
             stream, self.stream = self.stream, None
@@ -306,7 +307,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._stop_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -320,13 +321,19 @@ class HttpConnection(asyncio.Protocol):
             self.close_after_response = True  # finish the request in flight, answer it with Connection: close
 
     def _arm(self, kind: str) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        """Set the deadline for `kind`. Lazy: one TimerHandle lives at a time and, firing early, re-arms itself
+        for the current deadline, so a request costs attribute stores instead of timer objects."""
         delay = self.settings.header_timeout if kind == "header" else self.settings.idle_timeout
-        self.timer = self.server.loop.call_later(delay, self._on_timeout)
+        loop = self.server.loop
+        self.deadline = loop.time() + delay
         self._timer_kind = kind
+        if self.timer is None:
+            self.timer = loop.call_at(self.deadline, self._on_timeout)
 
     def _cancel_timer(self) -> None:
+        self._timer_kind = ""  # a pending handle finds nothing to do when it fires
+
+    def _stop_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -334,9 +341,14 @@ class HttpConnection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self.timer = None
-        kind, self._timer_kind = self._timer_kind, ""
-        if self.stream is not None or self.closed:
+        kind = self._timer_kind
+        if not kind or self.stream is not None or self.closed:
             return
+        loop = self.server.loop
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._on_timeout)  # the deadline moved on since
+            return
+        self._timer_kind = ""
         if self.pending:
             self._arm(kind)  # waiting for our own commit is not the peer's fault
             return
