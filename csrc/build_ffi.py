@@ -68,6 +68,27 @@ int trieMatch(const trie *t, const char *key, size_t len, trieMatchBuf *buf, siz
 size_t trieMatchPair(const trie *a, const char *keyA, size_t lenA,
                      const trie *b, const char *keyB, size_t lenB, trieMatchBuf *buf);
 
+/* subidx.h */
+#define SUBIDX_EXACT 0
+#define SUBIDX_PREFIX 1
+#define SUBIDX_NO_ID 4294967295
+typedef struct subidx { ...; } subidx;
+typedef struct subidxMatchBuf { uint32_t *ids; size_t cap; ...; } subidxMatchBuf;
+subidx *subidxNew(uint64_t seed);
+void subidxFree(subidx *s);
+int subidxInsert(subidx *s, const char *key, size_t len, int kind, uint32_t id);
+int subidxInsertMany(subidx *s, const char *keys, const uint64_t *offsets, const uint8_t *kinds,
+                     const uint32_t *ids, size_t n, size_t *added, size_t *done);
+int subidxRemove(subidx *s, const char *key, size_t len, int kind, uint32_t id);
+uint64_t subidxSize(const subidx *s);
+uint64_t subidxKeyCount(const subidx *s);
+subidxMatchBuf *subidxMatchBufNew(size_t cap);
+int subidxMatchBufReserve(subidxMatchBuf *buf, size_t cap);
+void subidxMatchBufFree(subidxMatchBuf *buf);
+int subidxMatch(const subidx *s, const char *key, size_t len, subidxMatchBuf *buf, size_t *count);
+size_t subidxMatchPair(const subidx *a, const char *keyA, size_t lenA,
+                       const subidx *b, const char *keyB, size_t lenB, subidxMatchBuf *buf);
+
 /* riblt.h */
 #define RIBLT_SYMBOL_MAX_BYTES 22
 typedef struct ribltSymbol { uint64_t key; int64_t count; uint32_t check; ...; } ribltSymbol;
@@ -103,7 +124,7 @@ int sseReplay(const char *buf, size_t len, uint64_t until, const sseFilter *f,
 int hsFastInstall(void);
 """
 
-HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "riblt.h", "sse.h"]
+HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "subidx.h", "riblt.h", "sse.h"]
 
 
 def make_builder(absolute: bool) -> FFI:

@@ -21,7 +21,7 @@ from array import array
 from engine.names import Pattern, encode_user, parse_pattern
 from engine.native.hashing import murmur3_x64_128, murmur3_x64_128_int
 from engine.native.sketch import SketchEncoder
-from engine.native.trie import SubscriptionIndex
+from engine.native.trie import SubscriptionIndex, TrieSubscriptionIndex
 
 COLLECTIONS = ("posts", "follows", "tags", "files")
 
@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sketch-keys", type=int, default=1_000_000, help="keys encoded in the sketch bench")
     parser.add_argument("--differences", type=int, default=1_000, help="set differences decoded")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--compare", action="store_true",
+                        help="also time the previous radix-trie index (TrieSubscriptionIndex) on the same workload")
 
 
 def _rss() -> int:
@@ -93,10 +95,10 @@ def _time_match(idx: SubscriptionIndex, events, repeat: int = 3) -> tuple[float,
     return best / len(events), matches / len(events)
 
 
-def _build(work: Workload, chunk: int = 100_000) -> tuple[SubscriptionIndex, float, int]:
+def _build(work: Workload, chunk: int = 100_000, cls=SubscriptionIndex) -> tuple[SubscriptionIndex, float, int]:
     gc.collect()
     rss0 = _rss()
-    idx = SubscriptionIndex()
+    idx = cls()
     elapsed = 0.0
     for start in range(0, len(work.patterns), chunk):
         part = work.patterns[start:start + chunk]
@@ -108,6 +110,27 @@ def _build(work: Workload, chunk: int = 100_000) -> tuple[SubscriptionIndex, flo
     return idx, elapsed, _rss() - rss0
 
 
+def _measure(work: Workload, events, cls) -> dict:
+    idx, insert_s, rss = _build(work, cls=cls)
+    per_event, mean_matches = _time_match(idx, events)
+    miss_events = [(u, "/priv/none/x.json") for u, _ in events[: max(1, len(events) // 4)]]
+    per_miss, _ = _time_match(idx, miss_events)
+    n = len(work.patterns)
+    res = {
+        "entries": len(idx),
+        "insert_s": round(insert_s, 3),
+        "rss_bytes_per_pattern": round(rss / n, 1),
+        "match_us_per_event": round(per_event * 1e6, 3),
+        "matches_per_event": round(mean_matches, 2),
+        "match_us_no_match": round(per_miss * 1e6, 3),
+        "us_per_match": round(max(0.0, per_event - per_miss) * 1e6 / mean_matches, 4) if mean_matches else None,
+    }
+    idx.close()
+    del idx
+    gc.collect()
+    return res
+
+
 def bench_match(args) -> dict:
     rng = random.Random(args.seed)
     out: dict = {}
@@ -117,28 +140,24 @@ def bench_match(args) -> dict:
         for _, p in work.patterns[:200]:  # the generator makes only patterns SPEC 3.1 allows
             assert parse_pattern(p.text) == p, p
         gen = time.perf_counter() - t0
-        idx, insert_s, rss = _build(work)
         events = work.events(args.events)
-        per_event, mean_matches = _time_match(idx, events)
-        miss_events = [(u, "/priv/none/x.json") for u, _ in events[: max(1, len(events) // 4)]]
-        per_miss, _ = _time_match(idx, miss_events)
+        if getattr(args, "compare", False):
+            out["previous_" + label] = _measure(work, events, TrieSubscriptionIndex)
+        r = _measure(work, events, SubscriptionIndex)
+        per_event, mean_matches = r["match_us_per_event"] / 1e6, r["matches_per_event"]
         out[label] = {
             "patterns": n,
-            "entries": len(idx),
             "users": len(work.users),
             "generate_s": round(gen, 3),
-            "insert_s": round(insert_s, 3),
-            "rss_bytes_per_pattern": round(rss / n, 1),
-            "match_us_per_event": round(per_event * 1e6, 3),
-            "matches_per_event": round(mean_matches, 2),
-            "match_us_no_match": round(per_miss * 1e6, 3),
-            "us_per_match": round(max(0.0, per_event - per_miss) * 1e6 / mean_matches, 4) if mean_matches else None,
+            **r,
             "budget_us": round(2 + 0.1 * mean_matches, 3),
         }
-        idx.close()
-        del work, events, idx
+        del work, events
         gc.collect()
     out["ratio_large_over_small"] = round(out["large"]["match_us_per_event"] / out["small"]["match_us_per_event"], 3)
+    if "previous_small" in out:
+        out["previous_ratio_large_over_small"] = round(
+            out["previous_large"]["match_us_per_event"] / out["previous_small"]["match_us_per_event"], 3)
     return out
 
 
@@ -208,6 +227,13 @@ def run(args) -> int:
               f"no-match {r['match_us_no_match']:.3f} us, {r['us_per_match']} us/match")
         print(f"    insert {r['insert_s']:.3f} s, RSS {r['rss_bytes_per_pattern']} bytes/pattern")
     print(f"match time ratio large/small: {m['ratio_large_over_small']} (target <= 1.5)")
+    if "previous_small" in m:
+        for label in ("small", "large"):
+            r = m["previous_" + label]
+            print(f"previous radix tries @ {label}: {r['match_us_per_event']:.3f} us/event, no-match "
+                  f"{r['match_us_no_match']:.3f} us, insert {r['insert_s']:.3f} s, RSS {r['rss_bytes_per_pattern']} "
+                  f"bytes/pattern")
+        print(f"previous ratio large/small: {m['previous_ratio_large_over_small']}")
     mm = figures["murmur3"]
     print(f"murmur3 on 32-byte keys: mmh3.hash128 {mm['mmh3.hash128_ns']} ns, murmur3_x64_128 (tuple) "
           f"{mm['murmur3_x64_128_ns']} ns, murmur3_x64_128_int {mm['murmur3_x64_128_int_ns']} ns")

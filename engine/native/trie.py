@@ -1,12 +1,16 @@
-"""The subscription index of SPEC 3.1: which subscriber ids want an event, over two C tries (csrc/trie.c).
+"""The subscription index of SPEC 3.1: which subscriber ids want an event, over two C prefix indexes.
 
-- the user trie holds patterns naming one user, keyed by (user + path).encode('utf-8');
-- the path trie holds all-user patterns (`*/...` and `*`), keyed by path.encode('utf-8');
+SubscriptionIndex uses csrc/subidx.c (a hash table of '/'-terminated prefixes: every probe of a key prefetched at
+once, see csrc/subidx.h); TrieSubscriptionIndex, the same API over the radix tries of csrc/trie.c, is kept for
+comparison (engine/bench/match.py --compare) and as a fallback.
+
+- the user index holds patterns naming one user, keyed by (user + path).encode('utf-8');
+- the path index holds all-user patterns (`*/...` and `*`), keyed by path.encode('utf-8');
   `*` is (user=None, path='/', prefix=True).
 Exact patterns are EXACT entries, `.../*` patterns PREFIX entries on the path up to and including the last '/'.
 
 Invariants:
-- match(user, path) returns every id with a matching pattern, each id once (deduplicated across both tries),
+- match(user, path) returns every id with a matching pattern, each id once (deduplicated across both indexes),
   in one C call, with no allocation that grows with the index; its cost is O(key length + matches).
 - the index holds integer ids only (0 .. 2^32-2), never Python objects; the caller maps ids to subscribers and
   applies visibility (private paths only for their owner) itself.
@@ -17,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 from array import array
 from itertools import accumulate
 from typing import Iterable
@@ -25,11 +30,12 @@ from engine.names import Pattern, parse_pattern
 
 from ._lib import ffi, lib
 
-__all__ = ["SubscriptionIndex", "MAX_ID"]
+__all__ = ["SubscriptionIndex", "TrieSubscriptionIndex", "MAX_ID"]
 
 MAX_ID = 0xFFFFFFFE
-_EXACT = lib.TRIE_EXACT
-_PREFIX = lib.TRIE_PREFIX
+_EXACT = lib.SUBIDX_EXACT
+_PREFIX = lib.SUBIDX_PREFIX
+assert (_EXACT, _PREFIX) == (lib.TRIE_EXACT, lib.TRIE_PREFIX)
 
 
 def _check_id(sub_id) -> int:
@@ -48,25 +54,47 @@ def _check_pattern(pattern) -> Pattern:
     return pattern
 
 
-def _new_trie():
-    ptr = lib.trieNew()
-    if ptr == ffi.NULL:
-        raise MemoryError("trieNew failed")
-    return ffi.gc(ptr, lib.trieFree)
+class _CIndex:
+    """The C functions of one index structure (the same contract: see csrc/trie.h and csrc/subidx.h)."""
+
+    def __init__(self, prefix: str, seeded: bool):
+        self.name = prefix
+        self.seeded = seeded
+        def fn(verb: str):
+            return getattr(lib, prefix + verb)
+
+        self.New, self.Free, self.Insert, self.InsertMany = fn("New"), fn("Free"), fn("Insert"), fn("InsertMany")
+        self.Remove, self.Size, self.MatchPair = fn("Remove"), fn("Size"), fn("MatchPair")
+        self.MatchBufNew, self.MatchBufReserve, self.MatchBufFree = (fn("MatchBufNew"), fn("MatchBufReserve"),
+                                                                     fn("MatchBufFree"))
+        self.Count = fn("KeyCount" if seeded else "NodeCount")
+
+    def new(self):
+        ptr = self.New(int.from_bytes(os.urandom(8), "little")) if self.seeded else self.New()
+        if ptr == ffi.NULL:
+            raise MemoryError(f"{self.name}New failed")
+        return ffi.gc(ptr, self.Free)
+
+
+_SUBIDX = _CIndex("subidx", seeded=True)
+_TRIE = _CIndex("trie", seeded=False)
 
 
 class SubscriptionIndex:
-    """Two C tries plus a reusable match buffer; `with SubscriptionIndex() as idx: idx.add(7, pattern)`."""
+    """Two C indexes plus a reusable match buffer; `with SubscriptionIndex() as idx: idx.add(7, pattern)`."""
 
-    __slots__ = ("_users", "_paths", "_buf", "_ids", "_cap", "_closed", "__weakref__")
+    __slots__ = ("_users", "_paths", "_buf", "_ids", "_cap", "_closed", "_match_pair", "__weakref__")
+    _c = _SUBIDX
 
     def __init__(self, match_capacity: int = 256):
-        self._users = _new_trie()
-        self._paths = _new_trie()
-        buf = lib.trieMatchBufNew(max(16, int(match_capacity)))
+        c = self._c
+        self._users = c.new()
+        self._paths = c.new()
+        buf = c.MatchBufNew(max(16, int(match_capacity)))
         if buf == ffi.NULL:
-            raise MemoryError("trieMatchBufNew failed")
-        self._buf = ffi.gc(buf, lib.trieMatchBufFree)
+            raise MemoryError(f"{c.name}MatchBufNew failed")
+        self._buf = ffi.gc(buf, c.MatchBufFree)
+        self._match_pair = c.MatchPair
         self._ids = buf.ids
         self._cap = buf.cap
         self._closed = False
@@ -91,14 +119,14 @@ class SubscriptionIndex:
         pattern = _check_pattern(pattern)
         trie, key = self._trie_key(pattern)
         kind = _PREFIX if pattern.prefix else _EXACT
-        if lib.trieInsert(trie, key, len(key), kind, sub_id):
+        if self._c.Insert(trie, key, len(key), kind, sub_id):
             return True
         err = ffi.errno
         if err == 0:
             return False
         if err == 12:  # ENOMEM
-            raise MemoryError("trieInsert: out of memory (the index is unchanged)")
-        raise ValueError(f"trieInsert refused ({sub_id}, {pattern.text!r}): errno {err}")
+            raise MemoryError("insert: out of memory (the index is unchanged)")
+        raise ValueError(f"insert refused ({sub_id}, {pattern.text!r}): errno {err}")
 
     def remove(self, sub_id: int, pattern: Pattern | str) -> bool:
         """Unsubscribe; False when the entry was not there."""
@@ -107,7 +135,7 @@ class SubscriptionIndex:
         pattern = _check_pattern(pattern)
         trie, key = self._trie_key(pattern)
         kind = _PREFIX if pattern.prefix else _EXACT
-        return bool(lib.trieRemove(trie, key, len(key), kind, sub_id))
+        return bool(self._c.Remove(trie, key, len(key), kind, sub_id))
 
     def add_many(self, entries: Iterable[tuple[int, Pattern | str]]) -> int:
         """Subscribe many (sub_id, pattern) pairs with one C call per trie; returns how many were new."""
@@ -134,13 +162,13 @@ class SubscriptionIndex:
         blob = b"".join(keys)
         offsets = array("Q", accumulate(map(len, keys), initial=0))
         out = ffi.new("size_t[2]")
-        ok = lib.trieInsertMany(trie, blob, ffi.from_buffer("uint64_t[]", offsets), ffi.from_buffer(kinds),
+        ok = self._c.InsertMany(trie, blob, ffi.from_buffer("uint64_t[]", offsets), ffi.from_buffer(kinds),
                                 ffi.from_buffer("uint32_t[]", ids), len(keys), out, out + 1)
         if not ok:
             err = ffi.errno
             if err == 12:
-                raise MemoryError(f"trieInsertMany: out of memory after {out[1]} entries ({out[0]} new)")
-            raise ValueError(f"trieInsertMany refused entry {out[1]}: errno {err}")
+                raise MemoryError(f"insert_many: out of memory after {out[1]} entries ({out[0]} new)")
+            raise ValueError(f"insert_many refused entry {out[1]}: errno {err}")
         return out[0]
 
     # ---- the hot path ----
@@ -154,24 +182,25 @@ class SubscriptionIndex:
             raise TypeError("match(user: str, path: str)") from None
         if self._closed:
             raise ValueError("this SubscriptionIndex is closed")
-        n = lib.trieMatchPair(self._users, key_a, len(key_a), self._paths, key_b, len(key_b), self._buf)
+        n = self._match_pair(self._users, key_a, len(key_a), self._paths, key_b, len(key_b), self._buf)
         if n > self._cap:
-            if not lib.trieMatchBufReserve(self._buf, n):
-                raise MemoryError("trieMatchBufReserve failed")
+            if not self._c.MatchBufReserve(self._buf, n):
+                raise MemoryError("MatchBufReserve failed")
             self._ids = self._buf.ids
             self._cap = self._buf.cap
-            n = lib.trieMatchPair(self._users, key_a, len(key_a), self._paths, key_b, len(key_b), self._buf)
+            n = self._c.MatchPair(self._users, key_a, len(key_a), self._paths, key_b, len(key_b), self._buf)
         return ffi.unpack(self._ids, n)
 
     # ---- size and life ----
 
     def __len__(self) -> int:
         self._live()
-        return lib.trieSize(self._users) + lib.trieSize(self._paths)
+        return self._c.Size(self._users) + self._c.Size(self._paths)
 
     def node_count(self) -> int:
+        """Trie nodes (TrieSubscriptionIndex) or distinct keys (SubscriptionIndex) of both indexes."""
         self._live()
-        return lib.trieNodeCount(self._users) + lib.trieNodeCount(self._paths)
+        return self._c.Count(self._users) + self._c.Count(self._paths)
 
     def close(self) -> None:
         if self._closed:
@@ -188,3 +217,10 @@ class SubscriptionIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TrieSubscriptionIndex(SubscriptionIndex):
+    """SubscriptionIndex over the radix tries of csrc/trie.c (the previous structure), for comparison."""
+
+    __slots__ = ()
+    _c = _TRIE

@@ -14,6 +14,7 @@
 #include "murmur3.h"
 #include "riblt.h"
 #include "sse.h"
+#include "subidx.h"
 #include "trie.h"
 
 /* ---- the failing allocator (test-only globals live here, not in the library) ---- */
@@ -255,6 +256,205 @@ static void testTrie(int scale) {
     failAt(-1);
 }
 
+/* ---- subidx against the same brute force (PREFIX keys end with '/') ---- */
+static void subidxCheckKey(subidx *t, subidxMatchBuf *mb, const unsigned char *key, size_t len) {
+    uint32_t want[REF_MAX];
+    size_t nw = 0;
+    for (size_t i = 0; i < refN; i++) {
+        if (!ref[i].live) continue;
+        int hit = ref[i].kind == SUBIDX_PREFIX ? (ref[i].len <= len && !memcmp(ref[i].key, key, ref[i].len))
+                                               : (ref[i].len == len && !memcmp(ref[i].key, key, len));
+        if (!hit) continue;
+        int dup = 0;
+        for (size_t j = 0; j < nw; j++) dup |= want[j] == ref[i].id;
+        if (!dup) want[nw++] = ref[i].id;
+    }
+    size_t n;
+    if (!subidxMatch(t, key, len, mb, &n)) {
+        CHECK(errno == ERANGE);
+        long saved = allocFailAt;
+        allocFailAt = -1;
+        CHECK(subidxMatchBufReserve(mb, n));
+        allocFailAt = saved;
+        CHECK(subidxMatch(t, key, len, mb, &n));
+    }
+    CHECK(n == nw);
+    if (n != nw) return;
+    /* the pair form with the other index absent gives the same ids */
+    CHECK(subidxMatchPair(NULL, NULL, 0, t, key, len, mb) == n);
+    uint32_t *got = malloc(sizeof(uint32_t) * (n + 1));
+    memcpy(got, mb->ids, sizeof(uint32_t) * n);
+    qsort(got, n, sizeof(uint32_t), cmpU32);
+    qsort(want, nw, sizeof(uint32_t), cmpU32);
+    CHECK(memcmp(got, want, sizeof(uint32_t) * n) == 0);
+    free(got);
+}
+
+static void subidxRefAdd(const void *k, size_t len, int kind, uint32_t id) {
+    if (refN >= REF_MAX) return;
+    memcpy(ref[refN].key, k, len);
+    ref[refN].len = len;
+    ref[refN].kind = kind;
+    ref[refN].id = id;
+    ref[refN].live = 1;
+    refN++;
+}
+
+static void subidxRound(long failAtN, int ops) {
+    refN = 0;
+    failAt(-1);
+    long live0 = allocLive;
+    subidx *t = subidxNew(rnd());
+    subidxMatchBuf *mb = subidxMatchBufNew(4);
+    CHECK(t && mb);
+    failAt(failAtN);
+    for (int op = 0; op < ops; op++) {
+        unsigned char k[8];
+        size_t len;
+        randomKey(k, &len);
+        int kind = (int)(rnd() & 1);
+        if (kind == SUBIDX_PREFIX && (rnd() & 7)) { /* mostly valid prefix keys, sometimes EINVAL */
+            if (len == 0) len = 1;
+            k[len - 1] = '/';
+        }
+        uint32_t id = (uint32_t)(rnd() % 24);
+        if (rnd() % 4) {
+            int present = refFind(k, len, kind, id) >= 0;
+            int bad = kind == SUBIDX_PREFIX && (len == 0 || k[len - 1] != '/');
+            errno = 0;
+            int r = subidxInsert(t, k, len, kind, id);
+            if (r) {
+                CHECK(!present && !bad);
+                subidxRefAdd(k, len, kind, id);
+            } else if (errno == ENOMEM) {
+                oomSeen++;
+                CHECK(!present && !bad);
+            } else if (errno == EINVAL) {
+                CHECK(bad);
+            } else {
+                CHECK(errno == 0 && present);
+            }
+        } else {
+            int at = refFind(k, len, kind, id);
+            int r = subidxRemove(t, k, len, kind, id);
+            CHECK(r == (at >= 0));
+            if (at >= 0) ref[at].live = 0;
+        }
+        uint64_t liveN = 0;
+        for (size_t i = 0; i < refN; i++) liveN += ref[i].live;
+        CHECK(subidxSize(t) == liveN);
+        unsigned char q[8];
+        size_t ql;
+        randomKey(q, &ql);
+        subidxCheckKey(t, mb, q, ql);
+    }
+    /* popular entries: both kinds of one key past the inline ids into hash sets and back */
+    for (uint32_t id = 100; id < 300; id++) {
+        int kind = (int)(id & 1);
+        errno = 0;
+        if (subidxInsert(t, "ab/", 3, kind, id)) subidxRefAdd("ab/", 3, kind, id);
+        else oomSeen += errno == ENOMEM;
+        if (id % 7 == 0) subidxCheckKey(t, mb, (const unsigned char *)"ab/", 3);
+    }
+    subidxCheckKey(t, mb, (const unsigned char *)"ab/", 3);
+    subidxCheckKey(t, mb, (const unsigned char *)"ab/a", 4);
+    for (uint32_t id = 100; id < 300; id++) {
+        int kind = (int)(id & 1);
+        if (id % 3 == 0 && id > 150) continue;
+        int at = refFind((const unsigned char *)"ab/", 3, kind, id);
+        CHECK(subidxRemove(t, "ab/", 3, kind, id) == (at >= 0));
+        if (at >= 0) ref[at].live = 0;
+        if (id % 11 == 0) subidxCheckKey(t, mb, (const unsigned char *)"ab/", 3);
+    }
+    subidxCheckKey(t, mb, (const unsigned char *)"ab/", 3);
+    subidxCheckKey(t, mb, (const unsigned char *)"ab/b", 4);
+    failAt(-1);
+    subidxMatchBufFree(mb);
+    subidxFree(t);
+    CHECK(allocLive == live0);
+}
+
+/* A key with more '/' than one batch of probes, entries at many depths. */
+static void subidxLongKey(void) {
+    enum { L = 150 };
+    unsigned char key[L];
+    for (size_t i = 0; i < L; i++) key[i] = (i % 2) ? '/' : 'x';
+    subidx *t = subidxNew(42);
+    subidxMatchBuf *mb = subidxMatchBufNew(4);
+    CHECK(t && mb);
+    uint32_t expect = 0;
+    for (size_t len = 2; len <= L; len += 2) { /* every '/'-terminated prefix */
+        if (len % 6 == 0) {
+            CHECK(subidxInsert(t, key, len, SUBIDX_PREFIX, (uint32_t)len));
+            expect++;
+        }
+        CHECK(subidxInsert(t, key, len - 1, SUBIDX_EXACT, 100000 + (uint32_t)len)); /* never the whole key */
+    }
+    CHECK(subidxInsert(t, key, L, SUBIDX_EXACT, 7));
+    expect++;
+    size_t n = 0;
+    if (!subidxMatch(t, key, L, mb, &n)) {
+        CHECK(subidxMatchBufReserve(mb, n));
+        CHECK(subidxMatch(t, key, L, mb, &n));
+    }
+    CHECK(n == expect);
+    for (size_t i = 0; i < n; i++) CHECK(mb->ids[i] == 7 || (mb->ids[i] % 6 == 0 && mb->ids[i] <= L));
+    CHECK(subidxInsert(t, "a", 1, SUBIDX_PREFIX, 1) == 0 && errno == EINVAL);
+    CHECK(subidxInsert(t, "", 0, SUBIDX_PREFIX, 1) == 0 && errno == EINVAL);
+    CHECK(subidxInsert(t, "a/", 2, SUBIDX_PREFIX, SUBIDX_NO_ID) == 0 && errno == EINVAL);
+    subidxMatchBufFree(mb);
+    subidxFree(t);
+}
+
+static void testSubidx(int scale) {
+    for (int r = 0; r < 20 * scale; r++) subidxRound(-1, 200);
+    for (long n = 1; n < 400; n++) subidxRound(n, 120);
+    subidxLongKey();
+    /* a big table: growth, backward-shift deletion, and matching after it */
+    subidx *t = subidxNew(rnd());
+    subidxMatchBuf *mb = subidxMatchBufNew(16);
+    char k[32];
+    for (uint32_t i = 0; i < 20000 * (uint32_t)scale; i++) {
+        int len = snprintf(k, sizeof k, "u%u/p/", i % 5000);
+        CHECK(subidxInsert(t, k, (size_t)len, SUBIDX_PREFIX, i));
+    }
+    for (uint32_t i = 0; i < 20000 * (uint32_t)scale; i += 2) {
+        int len = snprintf(k, sizeof k, "u%u/p/", i % 5000);
+        CHECK(subidxRemove(t, k, (size_t)len, SUBIDX_PREFIX, i));
+    }
+    for (uint32_t u = 0; u < 5000; u += 97) {
+        int len = snprintf(k, sizeof k, "u%u/p/x", u);
+        size_t n;
+        if (!subidxMatch(t, k, (size_t)len, mb, &n)) {
+            CHECK(subidxMatchBufReserve(mb, n));
+            CHECK(subidxMatch(t, k, (size_t)len, mb, &n));
+        }
+        CHECK(n == (u % 2 ? 4u * (uint32_t)scale : 0u));
+    }
+    subidxMatchBufFree(mb);
+    subidxFree(t);
+    /* bulk insert with a failure in the middle */
+    for (long n = 1; n < 40; n++) {
+        failAt(-1);
+        subidx *b = subidxNew(n);
+        const char keys[] = "a/a/b/b/bb/";
+        uint64_t off[6] = {0, 2, 4, 6, 8, 11};
+        uint8_t kinds[5] = {0, 1, 0, 1, 1};
+        uint32_t ids[5] = {1, 2, 3, 4, 5};
+        size_t added, done;
+        failAt(n);
+        int ok = subidxInsertMany(b, keys, off, kinds, ids, 5, &added, &done);
+        CHECK(ok || (errno == ENOMEM && done < 5 && added == done));
+        oomSeen += !ok;
+        CHECK(subidxSize(b) == added);
+        failAt(-1);
+        CHECK(subidxInsertMany(b, keys, off, kinds, ids, 5, &added, &done) && done == 5);
+        CHECK(subidxSize(b) == 5);
+        subidxFree(b);
+    }
+    failAt(-1);
+}
+
 /* ---- bloom ---- */
 static void testBloom(int scale) {
     for (long n = 1; n <= 3; n++) {
@@ -461,6 +661,7 @@ int main(int argc, char **argv) {
     if (scale < 1) scale = 1;
     testHashes(scale);
     testTrie(scale);
+    testSubidx(scale);
     testBloom(scale);
     testRiblt(scale);
     testSse(scale);
@@ -471,7 +672,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse (scale %d, %ld injected allocation failures survived, "
+    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse, subidx (scale %d, %ld injected allocation failures survived, "
            "live allocations %ld)\n", scale, oomSeen, allocLive);
     return 0;
 }
