@@ -1,0 +1,8 @@
+"""loadtest/ is not an installed package: make the repository root importable for these tests."""
+
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
