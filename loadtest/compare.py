@@ -57,6 +57,7 @@ from collections import Counter
 from pathlib import Path
 
 from engine.bench.fanout import USER, cpu_seconds, rss_bytes
+from engine.bench.procs import wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadtest" / "results"
@@ -231,18 +232,7 @@ class Server:
         else:
             raise ValueError(kind)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{kind} did not start: {(workdir / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.05)
-        else:
-            self.stop()
-            raise RuntimeError(f"{kind} did not start in 30 s")
+        wait_listening(self.proc, self.port, kind, (workdir / "server.log").read_text)
         self.pids = [self.proc.pid]
         if kind == "nchan":
             time.sleep(0.3)

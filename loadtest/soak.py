@@ -50,6 +50,7 @@ from pathlib import Path
 import nacl.signing
 
 from engine.bench.fanout import cpu_seconds, rss_bytes
+from engine.bench.procs import wait_listening
 from engine.http.auth import sign_request
 from engine.names import encode_user
 
@@ -128,17 +129,7 @@ class SoakServer:
                "--log-level", "warning", "--segment-bytes", str(args.segment_bytes),
                "--retention-bytes", str(args.retention_bytes), "--retention-interval", str(args.retention_interval)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.log_path.read_text()[-2000:])
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not start")
+        wait_listening(self.proc, self.port, "homestream", self.log_path.read_text)
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:

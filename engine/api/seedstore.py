@@ -31,7 +31,6 @@ from .storage import append_item, parse_bool, parse_limit
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..sync.collections import Collection
 
 JSON_CONTENT_TYPE = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from .procs import free_port, wait_listening
 
 CROCK = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 USER = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo"
@@ -73,22 +74,11 @@ def crock(text: bytes) -> int:
 
 class ServerProc:
     def __init__(self, data: str, extra: list[str] | None = None):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", data, "--port", str(self.port),
                "--open-writes", "--log-level", "warning", "--max-connections", "200000", *(extra or [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode())
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        wait_listening(self.proc, self.port, "homestream", lambda: self.proc.stderr.read().decode())
 
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)

@@ -15,13 +15,13 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from .fanout import cpu_seconds
+from .procs import free_port, wait_listening
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,14 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of homestream,bare-h11,starlette")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     if name == "homestream":
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", data, "--port", str(port),
                "--fsync", "batch", "--log-level", "warning"]
@@ -48,17 +42,8 @@ def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
     else:
         cmd = [sys.executable, "-m", "engine.bench.peers.starlette_dict", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{name} did not start")
+    wait_listening(proc, port, name, lambda: proc.stderr.read().decode())
+    return proc, port
 
 
 def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:

@@ -17,7 +17,7 @@ What must stay true:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import quote
 

@@ -1,6 +1,5 @@
 """SPEC 2 against a real server over 127.0.0.1 with httpx: every row of the storage table, auth, CORS."""
 
-import base64
 import time
 
 import httpx

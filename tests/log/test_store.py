@@ -8,7 +8,6 @@ import os
 import pytest
 
 from engine.errors import CorruptLog, InvalidName, LogFull, ValueTooLarge
-from engine.log import segment as segmod
 from engine.log.record import DEL, HEADER_SIZE, PUT, decode_records
 from engine.log.store import Log
 

@@ -1,7 +1,5 @@
 """Fixtures for tests/sync: a hard time limit per test (servers and signing users come from tests/conftest.py)."""
 
-import pytest
-
 from client.guard import hard_timeout, register  # noqa: F401  (autouse fixture)
 
 
