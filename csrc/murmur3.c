@@ -3,7 +3,6 @@
 
 #include "murmur3.h"
 
-static inline uint64_t murmur3Rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 static inline uint32_t murmur3Rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 
 static inline uint64_t murmur3Read64(const unsigned char *p) {
@@ -22,15 +21,6 @@ static inline uint32_t murmur3Read32(const unsigned char *p) {
     v = __builtin_bswap32(v);
 #endif
     return v;
-}
-
-static inline uint64_t murmur3Fmix64(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
 }
 
 static inline uint32_t murmur3Fmix32(uint32_t h) {

@@ -29,4 +29,16 @@ void murmur3X64_128Pair(const void *key, size_t len, uint32_t seed, uint64_t out
 
 uint32_t murmur3X86_32(const void *key, size_t len, uint32_t seed);
 
+/* The 64-bit rotation and finaliser of MurmurHash3 x64, shared with other hashes of the core (subidx.c). */
+static inline uint64_t murmur3Rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static inline uint64_t murmur3Fmix64(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
 #endif

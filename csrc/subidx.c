@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "subidx.h"
+#include "murmur3.h"
 
 #define SUBIDX_BIG_EXACT 1u
 #define SUBIDX_BIG_PREFIX 2u
@@ -29,23 +30,12 @@ typedef struct subidxIdSet {
 
 /* ---- hashing: murmur3-style word mixing, one finalisation per prefix ---- */
 
-static inline uint64_t subidxRotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static inline uint64_t subidxFmix(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
 static inline uint64_t subidxMixWord(uint64_t h, uint64_t w) {
     w *= 0x87c37b91114253d5ULL;
-    w = subidxRotl(w, 31);
+    w = murmur3Rotl64(w, 31);
     w *= 0x4cf5ad432745937fULL;
     h ^= w;
-    h = subidxRotl(h, 27);
+    h = murmur3Rotl64(h, 27);
     return h * 5 + 0x52dce729;
 }
 
@@ -85,9 +75,9 @@ static inline uint64_t subidxHashPrefix(subidxHasher *g, size_t L) {
         for (size_t j = 0; j < r; j++) t |= (uint64_t)g->key[8 * nw + j] << (8 * j);
     }
     t *= 0x4cf5ad432745937fULL;
-    t = subidxRotl(t, 33);
+    t = murmur3Rotl64(t, 33);
     t *= 0x87c37b91114253d5ULL;
-    return subidxFmix(h ^ t ^ (uint64_t)L);
+    return murmur3Fmix64(h ^ t ^ (uint64_t)L);
 }
 
 static uint64_t subidxHash(uint64_t seed, const unsigned char *key, size_t len) {
