@@ -94,14 +94,6 @@ def decode_user(user: str) -> bytes:
     return key
 
 
-def is_user(text: str) -> bool:
-    try:
-        decode_user(text)
-    except InvalidName:
-        return False
-    return True
-
-
 # ---- paths and keys ----
 
 def check_path(path: str) -> str:

@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
-from ..errors import BadRequest, ClientError, InvalidName
+from ..errors import ClientError, InvalidName
 from ..names import percent_decode
 
 JSON_TYPE = b"application/json"
@@ -94,13 +94,6 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 def from_client_error(exc: ClientError) -> Response:
     return error_response(exc.status, exc.code, exc.message)
-
-
-def read_json(request: Request) -> Any:
-    try:
-        return json.loads(request.body)
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the body is not valid JSON") from None
 
 
 def cors_headers(origin: bytes | None, allowed: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
