@@ -2,7 +2,7 @@
 
 Used two ways:
 - by setuptools (`setup(cffi_modules=["csrc/build_ffi.py:ffibuilder"])`) at install time;
-- in place, `python csrc/build_ffi.py`, which compiles under build/ffi/ and atomically replaces
+- in place, `python csrc/build_ffi.py`, which compiles under build/ffi/ (or $HOMESTREAM_FFI_TMP) and atomically replaces
   engine/_native*.so so that running processes keep their mapped copy.
 
 Invariants: CDEF below declares exactly what engine/native/*.py use, and every declaration matches the
@@ -155,7 +155,8 @@ ffibuilder = make_builder(absolute=False)
 def build_in_place() -> str:
     """Compile under build/ffi and move the module into engine/ atomically; return its path."""
     os.chdir(ROOT)
-    tmpdir = os.path.join(ROOT, "build", "ffi")
+    # HOMESTREAM_FFI_TMP: a separate build folder, so that two in-place builds at once cannot mix objects
+    tmpdir = os.environ.get("HOMESTREAM_FFI_TMP") or os.path.join(ROOT, "build", "ffi")
     os.makedirs(tmpdir, exist_ok=True)
     built = make_builder(absolute=True).compile(tmpdir=tmpdir, verbose=bool(os.environ.get("HOMESTREAM_FFI_VERBOSE")))
     target = os.path.join(ROOT, "engine", os.path.basename(built))
