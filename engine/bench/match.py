@@ -4,6 +4,11 @@ Patterns are 40% exact, 40% one-user prefix, 20% all-user prefix over pubky-like
 paths like /pub/app7.example/posts/0000123.json). The pools of users and apps grow with the number of
 patterns so that an event matches a similar handful of patterns at 1,000 and at 1,000,000 subscriptions;
 the ratio of the two match times is then the cost of the index's size alone.
+
+The match figure times what the hub calls: `SubscriptionIndex.matcher(table)(user, path)`, which returns the
+table's objects for the matching ids (the table holds one distinct small object per subscriber id, as the hub's
+`slots` holds its Subscriptions). Beside it, on the same index and events: `match()` (the ids as ints, same C
+call) and `_match_cffi()` (ints through a cffi call, the path the hub used before matcher existed).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import gc
 import json
 import os
 import random
+import statistics
 import sys
 import time
 import timeit
@@ -82,9 +88,17 @@ class Workload:
         return out
 
 
-def _time_match(idx: SubscriptionIndex, events, repeat: int = 3) -> tuple[float, float]:
-    """(best seconds per event, mean matches per event)."""
-    match = idx.match
+class _Subscriber:
+    """A stand-in for the hub's Subscription objects in the match table: distinct, one cache line or so."""
+
+    __slots__ = ("id", "mode", "queue", "last", "special", "tick")
+
+    def __init__(self, i: int):
+        self.id = i
+
+
+def _time_match(match, events, repeat: int = 3) -> tuple[float, float]:
+    """(best seconds per event, mean matches per event) of match(user, path) over events."""
     matches = sum(len(match(u, p)) for u, p in events)
     best = float("inf")
     for _ in range(repeat):
@@ -112,21 +126,27 @@ def _build(work: Workload, chunk: int = 100_000, cls=SubscriptionIndex) -> tuple
 
 def _measure(work: Workload, events, cls) -> dict:
     idx, insert_s, rss = _build(work, cls=cls)
-    per_event, mean_matches = _time_match(idx, events)
-    miss_events = [(u, "/priv/none/x.json") for u, _ in events[: max(1, len(events) // 4)]]
-    per_miss, _ = _time_match(idx, miss_events)
     n = len(work.patterns)
+    table = [_Subscriber(i) for i in range(max(i for i, _ in work.patterns) + 1)]
+    hub_match = idx.matcher(table)  # what engine/pubsub/hub.py calls
+    per_event, mean_matches = _time_match(hub_match, events)
+    per_ids, _ = _time_match(idx.match, events)
+    per_cffi, _ = _time_match(idx._match_cffi, events)
+    miss_events = [(u, "/priv/none/x.json") for u, _ in events[: max(1, len(events) // 4)]]
+    per_miss, _ = _time_match(hub_match, miss_events)
     res = {
         "entries": len(idx),
         "insert_s": round(insert_s, 3),
         "rss_bytes_per_pattern": round(rss / n, 1),
         "match_us_per_event": round(per_event * 1e6, 3),
         "matches_per_event": round(mean_matches, 2),
+        "match_ids_us_per_event": round(per_ids * 1e6, 3),
+        "match_cffi_us_per_event": round(per_cffi * 1e6, 3),
         "match_us_no_match": round(per_miss * 1e6, 3),
         "us_per_match": round(max(0.0, per_event - per_miss) * 1e6 / mean_matches, 4) if mean_matches else None,
     }
     idx.close()
-    del idx
+    del idx, table, hub_match
     gc.collect()
     return res
 
@@ -154,24 +174,35 @@ def bench_match(args) -> dict:
         }
         del work, events
         gc.collect()
-    out["ratio_large_over_small"] = round(out["large"]["match_us_per_event"] / out["small"]["match_us_per_event"], 3)
+    for key, field in (("ratio_large_over_small", "match_us_per_event"),
+                       ("ids_ratio_large_over_small", "match_ids_us_per_event"),
+                       ("cffi_ratio_large_over_small", "match_cffi_us_per_event")):
+        out[key] = round(out["large"][field] / out["small"][field], 3)
     if "previous_small" in out:
         out["previous_ratio_large_over_small"] = round(
             out["previous_large"]["match_us_per_event"] / out["previous_small"]["match_us_per_event"], 3)
     return out
 
 
-def bench_murmur() -> dict:
+def bench_murmur(rounds: int = 9, number: int = 200_000) -> dict:
+    """ns per call on one 32-byte key: every variant timed in turn within each round (interleaved, so a busy
+    moment of the machine hits them alike), median over the rounds."""
     import mmh3
 
     key = os.urandom(32)
-    n = 1_000_000
-    res = {}
-    for name, fn in (("mmh3.hash128", mmh3.hash128), ("murmur3_x64_128", murmur3_x64_128),
-                     ("murmur3_x64_128_int", murmur3_x64_128_int)):
-        best = min(timeit.repeat("f(k)", globals={"f": fn, "k": key}, number=n, repeat=5))
-        res[name + "_ns"] = round(best / n * 1e9, 1)
-    return res
+    cases = {
+        "mmh3.hash128_ns": ("f(k, 0, True, False)", mmh3.hash128),
+        "mmh3.hash128_1arg_ns": ("f(k)", mmh3.hash128),
+        "murmur3_x64_128_int_ns": ("f(k)", murmur3_x64_128_int),
+        "murmur3_x64_128_int_seed_ns": ("f(k, 0)", murmur3_x64_128_int),
+        "murmur3_x64_128_ns": ("f(k)", murmur3_x64_128),
+    }
+    timers = {name: timeit.Timer(stmt, globals={"f": fn, "k": key}) for name, (stmt, fn) in cases.items()}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, t in timers.items():
+            samples[name].append(t.timeit(number) / number * 1e9)
+    return {name: round(statistics.median(v), 1) for name, v in samples.items()}
 
 
 def bench_sketch(args) -> dict:
@@ -225,8 +256,11 @@ def run(args) -> int:
         print(f"match @ {r['patterns']:>9,} patterns: {r['match_us_per_event']:.3f} us/event "
               f"({r['matches_per_event']} matches/event, budget {r['budget_us']} us), "
               f"no-match {r['match_us_no_match']:.3f} us, {r['us_per_match']} us/match")
+        print(f"    same events: match() ids {r['match_ids_us_per_event']:.3f} us, ids through cffi (before) "
+              f"{r['match_cffi_us_per_event']:.3f} us")
         print(f"    insert {r['insert_s']:.3f} s, RSS {r['rss_bytes_per_pattern']} bytes/pattern")
-    print(f"match time ratio large/small: {m['ratio_large_over_small']} (target <= 1.5)")
+    print(f"match time ratio large/small: {m['ratio_large_over_small']} (target <= 1.5); match() ids "
+          f"{m['ids_ratio_large_over_small']}, through cffi {m['cffi_ratio_large_over_small']}")
     if "previous_small" in m:
         for label in ("small", "large"):
             r = m["previous_" + label]
@@ -235,8 +269,10 @@ def run(args) -> int:
                   f"bytes/pattern")
         print(f"previous ratio large/small: {m['previous_ratio_large_over_small']}")
     mm = figures["murmur3"]
-    print(f"murmur3 on 32-byte keys: mmh3.hash128 {mm['mmh3.hash128_ns']} ns, murmur3_x64_128 (tuple) "
-          f"{mm['murmur3_x64_128_ns']} ns, murmur3_x64_128_int {mm['murmur3_x64_128_int_ns']} ns")
+    print(f"murmur3 on 32-byte keys (medians): mmh3.hash128(k, 0, True, False) {mm['mmh3.hash128_ns']} ns, "
+          f"mmh3.hash128(k) {mm['mmh3.hash128_1arg_ns']} ns; murmur3_x64_128_int(k) {mm['murmur3_x64_128_int_ns']} "
+          f"ns, (k, 0) {mm['murmur3_x64_128_int_seed_ns']} ns, murmur3_x64_128(k) (tuple) "
+          f"{mm['murmur3_x64_128_ns']} ns")
     s = figures["sketch"]
     print(f"sketch: encode {s['keys']:,} keys into {s['symbols_kept']} symbols in {s['encode_s']} s; "
           f"{s['differences']} differences decoded from {s['symbols_to_decode']} symbols "

@@ -12,8 +12,11 @@ Exact patterns are EXACT entries, `.../*` patterns PREFIX entries on the path up
 Invariants:
 - match(user, path) returns every id with a matching pattern, each id once (deduplicated across both indexes),
   in one C call, with no allocation that grows with the index; its cost is O(key length + matches).
-- the index holds integer ids only (0 .. 2^32-2), never Python objects; the caller maps ids to subscribers and
-  applies visibility (private paths only for their owner) itself.
+- matcher(table) returns a function f(user, path) == [table[i] for i in match(user, path)], done in one
+  CPython-API call (csrc/pyfast.inc: no cffi call, no int object per id); it reads the list `table` at each
+  call, so the caller keeps appending to that same list (the hub passes its `slots`). match() is f with no table.
+- the index holds integer ids only (0 .. 2^32-2), never Python objects; the caller maps ids to subscribers (or
+  passes the table) and applies visibility (private paths only for their owner) itself.
 - patterns come from engine.names.parse_pattern, which rejects whatever SPEC 3.1 forbids before C sees it.
 - adding an (id, pattern) twice is a no-op (add returns False); removing an absent one returns False.
 - not thread-safe: one event loop owns an index (match reuses one output buffer).
@@ -24,11 +27,14 @@ from __future__ import annotations
 import os
 from array import array
 from itertools import accumulate
-from typing import Iterable
+from typing import Callable, Iterable
 
 from engine.names import Pattern, parse_pattern
 
+from . import hashing as _hashing  # noqa: F401  (its import installs the CPython-API functions of pyfast.inc)
 from ._lib import ffi, lib
+
+from engine import _native  # noqa: E402  (index_matcher exists once hsFastInstall has run)
 
 __all__ = ["SubscriptionIndex", "TrieSubscriptionIndex", "MAX_ID"]
 
@@ -57,9 +63,10 @@ def _check_pattern(pattern) -> Pattern:
 class _CIndex:
     """The C functions of one index structure (the same contract: see csrc/trie.h and csrc/subidx.h)."""
 
-    def __init__(self, prefix: str, seeded: bool):
+    def __init__(self, prefix: str, seeded: bool, kind: int):
         self.name = prefix
         self.seeded = seeded
+        self.kind = kind  # index_matcher's kind: 0 subidx, 1 trie
         def fn(verb: str):
             return getattr(lib, prefix + verb)
 
@@ -76,14 +83,20 @@ class _CIndex:
         return ffi.gc(ptr, self.Free)
 
 
-_SUBIDX = _CIndex("subidx", seeded=True)
-_TRIE = _CIndex("trie", seeded=False)
+_SUBIDX = _CIndex("subidx", seeded=True, kind=0)
+_TRIE = _CIndex("trie", seeded=False, kind=1)
+_index_matcher = _native.index_matcher
+
+
+def _addr(ptr) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
 
 
 class SubscriptionIndex:
     """Two C indexes plus a reusable match buffer; `with SubscriptionIndex() as idx: idx.add(7, pattern)`."""
 
-    __slots__ = ("_users", "_paths", "_buf", "_ids", "_cap", "_closed", "_match_pair", "__weakref__")
+    __slots__ = ("_users", "_paths", "_buf", "_ids", "_cap", "_closed", "_match_pair", "_matchers", "_match_ids",
+                 "__weakref__")
     _c = _SUBIDX
 
     def __init__(self, match_capacity: int = 256):
@@ -98,6 +111,8 @@ class SubscriptionIndex:
         self._ids = buf.ids
         self._cap = buf.cap
         self._closed = False
+        self._matchers = []
+        self._match_ids = self._new_matcher(None)
 
     # ---- helpers ----
 
@@ -173,8 +188,28 @@ class SubscriptionIndex:
 
     # ---- the hot path ----
 
+    def _new_matcher(self, table):
+        m = _index_matcher(self._c.kind, _addr(self._users), _addr(self._paths), _addr(self._buf), table,
+                           (self._users, self._paths, self._buf))
+        self._matchers.append(m)
+        return m.match
+
+    def matcher(self, table: list) -> Callable[[str, str], list]:
+        """f(user, path) -> [table[i] for i in self.match(user, path)], in one C call; `table` is a list the
+        caller keeps (and may append to: it is read at each call). An id past its end raises IndexError.
+        f raises ValueError once the index is closed."""
+        self._live()
+        if type(table) is not list:
+            raise TypeError(f"matcher(table) takes a list, not {type(table).__name__}")
+        return self._new_matcher(table)
+
     def match(self, user: str, path: str) -> list[int]:
         """Ids whose patterns match the event key user + path, each once (order unspecified)."""
+        return self._match_ids(user, path)
+
+    def _match_cffi(self, user: str, path: str) -> list[int]:
+        """match() through cffi (the path before matcher existed): kept as a differential reference for the
+        tests and as the "before" figure of `homestream bench match`."""
         try:
             key_a = (user + path).encode("utf-8")
             key_b = path.encode("utf-8")
@@ -206,6 +241,9 @@ class SubscriptionIndex:
         if self._closed:
             return
         self._closed = True
+        for m in self._matchers:
+            m.close()
+        self._matchers.clear()
         for ptr in (self._users, self._paths, self._buf):
             ffi.release(ptr)
         self._ids = ffi.NULL
