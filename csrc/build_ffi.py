@@ -120,11 +120,28 @@ typedef struct sseResult { size_t written; size_t consumed; uint64_t lastSeq; si
 int sseReplay(const char *buf, size_t len, uint64_t until, const sseFilter *f,
               char *out, size_t cap, size_t soft, sseResult *r);
 
+/* verify.h */
+#define VERIFY_SIGNATURE_BYTES 64
+#define VERIFY_KEY_BYTES 32
+typedef int (*verifyOpenFn)(unsigned char *m, unsigned long long *mlen, const unsigned char *sm,
+                            unsigned long long smlen, const unsigned char *pk);
+typedef struct verifyPool verifyPool;
+verifyPool *verifyNew(verifyOpenFn open, int threads, size_t capacity);
+void verifyFree(verifyPool *p);
+int verifyNotifyFd(const verifyPool *p);
+int verifySubmit(verifyPool *p, uint64_t ticket, const unsigned char *sig, const unsigned char *msg,
+                 size_t msglen, const unsigned char *pk);
+void verifyDrainNotify(verifyPool *p);
+size_t verifyHarvest(verifyPool *p, uint64_t *tickets, uint8_t *ok, size_t cap);
+size_t verifyInFlight(verifyPool *p);
+int verifyNow(verifyPool *p, const unsigned char *sig, const unsigned char *msg, size_t msglen,
+              const unsigned char *pk);
+
 /* pyfast.inc (compiled into the module only) */
 int hsFastInstall(void);
 """
 
-HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "subidx.h", "riblt.h", "sse.h"]
+HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "subidx.h", "riblt.h", "sse.h", "verify.h"]
 
 
 def make_builder(absolute: bool) -> FFI:
@@ -141,7 +158,7 @@ def make_builder(absolute: bool) -> FFI:
         sources=sources,
         include_dirs=[base],
         extra_compile_args=["-O2", "-std=gnu11", "-fvisibility=hidden", "-ffp-contract=off"],
-        libraries=["m"],
+        libraries=["m", "pthread"],  # verify.c runs its checks on pthreads
         # pyfast.inc uses METH_FASTCALL and Py_buffer: the full C API, not the limited one
         py_limited_api=False,
         define_macros=[("_CFFI_NO_LIMITED_API", None)],

@@ -16,6 +16,9 @@
 #include "sse.h"
 #include "subidx.h"
 #include "trie.h"
+#include "verify.h"
+
+#include <poll.h>
 
 /* ---- the failing allocator (test-only globals live here, not in the library) ---- */
 static long allocCount, allocFailAt = -1, allocLive;
@@ -656,6 +659,101 @@ static void testSse(int scale) {
     }
 }
 
+/* ---- verify: the signature-check pool, with a stand-in for libsodium ---- */
+/* "valid" iff the message's first byte equals the key's first byte; writes the
+ * whole output buffer so ASan checks the room the pool gives `open`. */
+static int stubOpen(unsigned char *m, unsigned long long *mlen, const unsigned char *sm, unsigned long long smlen,
+                    const unsigned char *pk) {
+    if (smlen < VERIFY_SIGNATURE_BYTES) return -1;
+    *mlen = smlen - VERIFY_SIGNATURE_BYTES;
+    memcpy(m, sm + VERIFY_SIGNATURE_BYTES, *mlen);
+    return (*mlen > 0 && m[0] == pk[0]) ? 0 : -1;
+}
+
+static size_t verifyCollect(verifyPool *p, unsigned char *seen, const unsigned char *expect, size_t n) {
+    uint64_t tickets[16];
+    uint8_t ok[16];
+    struct pollfd pfd = {verifyNotifyFd(p), POLLIN, 0};
+    CHECK(poll(&pfd, 1, 5000) == 1);
+    verifyDrainNotify(p);
+    size_t got = 0, k;
+    while ((k = verifyHarvest(p, tickets, ok, 16)) > 0) {
+        for (size_t i = 0; i < k; i++) {
+            CHECK(tickets[i] < n);
+            if (tickets[i] >= n) continue;
+            seen[tickets[i]]++;
+            CHECK(ok[i] == expect[tickets[i]]);
+        }
+        got += k;
+        if (k < 16) break;
+    }
+    return got;
+}
+
+static void testVerify(int scale) {
+    unsigned char pk[VERIFY_KEY_BYTES] = {'Y'}, sig[VERIFY_SIGNATURE_BYTES] = {0}, msg[300];
+    size_t n = 2000 * (size_t)scale;
+    unsigned char *seen = calloc(n, 1), *expect = calloc(n, 1);
+    verifyPool *p = verifyNew(stubOpen, 4, 64);
+    CHECK(p != NULL);
+    if (!p) return;
+    size_t answered = 0;
+    for (size_t t = 0; t < n; t++) {
+        size_t len = rnd() % sizeof(msg);
+        for (size_t i = 0; i < len; i++) msg[i] = (unsigned char)rnd();
+        if (len && rnd() % 2) msg[0] = 'Y';
+        expect[t] = len > 0 && msg[0] == 'Y';
+        while (!verifySubmit(p, t, sig, msg, len, pk)) {
+            CHECK(errno == EAGAIN); /* capacity 64: wait for answers, then retry */
+            answered += verifyCollect(p, seen, expect, n);
+        }
+    }
+    while (answered < n) answered += verifyCollect(p, seen, expect, n);
+    for (size_t t = 0; t < n; t++) CHECK(seen[t] == 1); /* every job answered exactly once */
+    CHECK(verifyInFlight(p) == 0);
+
+    /* out of memory: submit says ENOMEM and the pool is unchanged and usable */
+    failAt(1);
+    msg[0] = 'Y';
+    CHECK(verifySubmit(p, 0, sig, msg, 10, pk) == 0 && errno == ENOMEM);
+    oomSeen++;
+    CHECK(verifyNow(p, sig, msg, 10, pk) == 1); /* the failed allocation was the first only */
+    failAt(1);
+    CHECK(verifyNow(p, sig, msg, 10, pk) == -1 && errno == ENOMEM);
+    oomSeen++;
+    failAt(-1);
+    CHECK(verifyInFlight(p) == 0);
+    memset(seen, 0, n);
+    expect[0] = 1;
+    CHECK(verifySubmit(p, 0, sig, msg, 10, pk) == 1);
+    CHECK(verifyCollect(p, seen, expect, n) == 1 && seen[0] == 1);
+
+    /* limits: the longest message is accepted, one byte more is EINVAL */
+    unsigned char *big = calloc(65537, 1);
+    big[0] = 'Y';
+    CHECK(verifyNow(p, sig, big, 65536, pk) == 1);
+    CHECK(verifySubmit(p, 1, sig, big, 65537, pk) == 0 && errno == EINVAL);
+    CHECK(verifyNow(p, sig, big, 65537, pk) == -1 && errno == EINVAL);
+    free(big);
+
+    /* freeing with jobs queued drops them without leaking */
+    for (size_t t = 0; t < 50; t++) CHECK(verifySubmit(p, t, sig, msg, 10, pk) == 1);
+    verifyFree(p);
+    verifyFree(NULL);
+
+    /* construction: bad arguments, and out of memory */
+    CHECK(verifyNew(NULL, 1, 1) == NULL && errno == EINVAL);
+    CHECK(verifyNew(stubOpen, 0, 1) == NULL && errno == EINVAL);
+    CHECK(verifyNew(stubOpen, 65, 1) == NULL && errno == EINVAL);
+    CHECK(verifyNew(stubOpen, 1, 0) == NULL && errno == EINVAL);
+    failAt(1);
+    CHECK(verifyNew(stubOpen, 2, 8) == NULL && errno == ENOMEM);
+    oomSeen++;
+    failAt(-1);
+    free(seen);
+    free(expect);
+}
+
 int main(int argc, char **argv) {
     int scale = argc > 1 ? atoi(argv[1]) : 1;
     if (scale < 1) scale = 1;
@@ -665,6 +763,7 @@ int main(int argc, char **argv) {
     testBloom(scale);
     testRiblt(scale);
     testSse(scale);
+    testVerify(scale);
     failAt(-1);
     CHECK(allocLive == 0);
     CHECK(oomSeen > 100);
@@ -672,7 +771,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse, subidx (scale %d, %ld injected allocation failures survived, "
+    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse, subidx, verify (scale %d, %ld injected allocation failures survived, "
            "live allocations %ld)\n", scale, oomSeen, allocLive);
     return 0;
 }
