@@ -1,8 +1,10 @@
 """The application: the state every handler shares (settings, log, keyspace, hub, auth, metrics) and dispatch.
 
-`handle(request)` is synchronous: it routes, calls one handler, and turns every exception into a response —
-ClientError into its status and JSON body, StorageError into 507, anything else into 500 with the traceback
-logged. Invariant: no exception escapes `handle`, so a bad request can never take the server down.
+`handle(request)` routes, calls one handler, and turns every exception into a response — ClientError into its
+status and JSON body, StorageError into 507, anything else into 500 with the traceback logged. It is synchronous,
+except that a signed request may first wait for its signature check on the verifier threads (a Deferred, see
+engine/http/offload.py). Invariant: no exception escapes `handle`, so a bad request can never take the server
+down.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
 from .http.auth import Authenticator
-from .http.message import Request, Response, StreamResponse, cors_headers, error_response, from_client_error
+from .http.message import (Request, Response, StreamResponse, cors_headers, cors_lines, error_response,
+                           from_client_error)
 from .metrics import Metrics
 
 log = logging.getLogger("homestream.app")
@@ -41,6 +44,7 @@ class App:
             "storage_post": storage.storage_post,
         }
         self.hub: Any = None
+        self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
 
     def add_handlers(self, handlers: dict[str, Handler]) -> None:
@@ -52,10 +56,23 @@ class App:
     def cors(self, request: Request) -> list[tuple[bytes, bytes]]:
         return cors_headers(request.headers.get(b"origin"), self._origins)
 
+    def cors_lines(self, request: Request) -> bytes:
+        """The same headers as `cors`, encoded (cached): what the connection splices into every response."""
+        return cors_lines(request.headers.get(b"origin"), self._origins)
+
     def cors_for_error(self) -> list[tuple[bytes, bytes]]:
         return cors_headers(None, self._origins)
 
-    def handle(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
+    def handle(self, request: Request, target_error: ClientError | None = None) -> "Response | StreamResponse | Any":
+        """The response, or a Deferred (engine/http/offload.py) when the request's signature is being checked
+        beside the loop; the Deferred then delivers the response of `_dispatch`."""
+        if target_error is None and self.offload is not None:
+            deferred = self.offload.submit(request)
+            if deferred is not None:
+                return deferred
+        return self._dispatch(request, target_error)
+
+    def _dispatch(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
         try:
             if target_error is not None:
                 raise target_error

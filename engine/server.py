@@ -1,7 +1,7 @@
 """The process: uvloop, the listener, the connection registry, commit fan-in, signals, graceful shutdown.
 
 Startup opens the log (recovery runs there), rebuilds the key index, wires the commit listener that releases
-waiting responses and publishes events, and listens. SIGTERM/SIGINT: stop accepting, end streams with
+waiting responses and publishes events, starts the signature-check threads (engine/http/offload.py), and listens. SIGTERM/SIGINT: stop accepting, end streams with
 `end`/`shutdown`, let in-flight requests finish and their commits land, flush the log, exit 0 — all within
 `shutdown_timeout`. Invariant: a response waiting for durability is released only by `_on_commit`.
 """
@@ -36,6 +36,16 @@ class Server:
         app.log.bind_loop(loop)
         m = app.metrics
         m.gauge("homestream_connections", "open TCP connections", lambda: len(self.connections))
+        if settings.verify_threads > 0:
+            app.offload = _start_offload(app, loop, settings.verify_threads)
+        if app.offload is not None:
+            off = app.offload
+            m.gauge("homestream_signatures_offloaded_total", "signatures checked on the verifier threads",
+                    lambda: off.offloaded_total)
+            m.gauge("homestream_signatures_inline_total",
+                    "signed requests checked on the loop because the verifier queue was full",
+                    lambda: off.inline_total)
+            m.gauge("homestream_signatures_waiting", "requests waiting for their signature check", lambda: len(off))
 
     # ---- connection registry ----
 
@@ -114,6 +124,22 @@ class Server:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self.app.offload is not None:
+            self.app.offload.close()
+            self.app.offload = None
+
+
+def _start_offload(app: App, loop: asyncio.AbstractEventLoop, threads: int) -> Any:
+    """The verifier threads, or None (signatures then checked on the loop) if they cannot start here."""
+    try:
+        from .http.offload import SignatureOffload
+        from .native.verify import SignatureVerifier
+
+        verifier = SignatureVerifier(threads)
+    except (ImportError, AttributeError, OSError, MemoryError) as exc:
+        log.warning("signature checks stay on the event loop: cannot start verifier threads: %s", exc)
+        return None
+    return SignatureOffload(verifier, app.auth, app._dispatch, loop)
 
 
 def build_app(settings: Settings) -> App:

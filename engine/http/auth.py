@@ -23,8 +23,8 @@ from ..errors import InvalidName, Unauthorized
 from ..names import content_hash, decode_user, encode_user
 
 SCHEME = "HS1"
-SIGNATURE_TEXT_LENGTH = 86
-REPLAYED = "replayed"  # the error code of a 401 for a write signature already accepted (clients re-sign on it)  # 64 bytes in base64url without padding
+SIGNATURE_TEXT_LENGTH = 86  # 64 bytes in base64url without padding
+REPLAYED = "replayed"  # the error code of a 401 for a write signature already accepted (clients re-sign on it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +106,42 @@ class ReplayMemory:
 
 
 class Authenticator:
+    """Signature checks. `verify` is the one decision point; a check done beforehand off the loop (engine/http/
+    offload.py) is handed in with `remember` and consumed there, so every decision (skew, signer, replay) and every
+    error message is the same whether the signature was checked inline or beside the loop."""
+
     def __init__(self, skew: float = 300.0, open_writes: bool = False, clock: Callable[[], float] = time.time):
         self.skew = skew
         self.open_writes = open_writes
         self.clock = clock
         self.replay = ReplayMemory(skew)
+        self._checked: dict[bytes, tuple[bytes, bytes, bool]] = {}  # signature -> (public key, message, valid)
 
-    def verify(self, header: str | None, method: str, path: str, body: bytes, *, write: bool) -> str:
-        """Check a signature; return the signer's user id or raise Unauthorized."""
+    def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
+        """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
         creds = parse_authorization(header)
         now = self.clock()
         if abs(now - creds.timestamp) > self.skew:
             raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's clock")
-        message = signed_text(method, path, creds.timestamp, content_hash(body))
-        try:
-            nacl.bindings.crypto_sign_open(creds.signature + message, creds.public_key)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
-            raise Unauthorized("bad signature") from None
+        return creds, signed_text(method, path, creds.timestamp, content_hash(body)), now
+
+    def remember(self, signature: bytes, public_key: bytes, message: bytes, valid: bool) -> None:
+        """The answer of a check made elsewhere, for the `verify` call that follows (then `forget` it)."""
+        self._checked[signature] = (public_key, message, valid)
+
+    def forget(self, signature: bytes) -> None:
+        self._checked.pop(signature, None)
+
+    def verify(self, header: str | None, method: str, path: str, body: bytes, *, write: bool) -> str:
+        """Check a signature; return the signer's user id or raise Unauthorized."""
+        creds, message, now = self.prepare(header, method, path, body)
+        known = self._checked.get(creds.signature)
+        if known is not None and known[0] == creds.public_key and known[1] == message:
+            valid = known[2]
+        else:
+            valid = _check_inline(creds.signature, message, creds.public_key)
+        if not valid:
+            raise Unauthorized("bad signature")
         if write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
             raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
         return creds.signer
@@ -139,3 +158,11 @@ class Authenticator:
         if header is None:
             return None
         return self.verify(header, method, path, b"", write=False)
+
+
+def _check_inline(signature: bytes, message: bytes, public_key: bytes) -> bool:
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public_key)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+        return False
+    return True

@@ -9,7 +9,9 @@ so pipelined writes share one fsync. Invariants:
   as soon as a chunked body passes it (413); a framing error is answered once and the connection closed;
 - timers: `header_timeout` from the first byte of a request head, `idle_timeout` between requests and between
   body chunks; one TimerHandle per connection, armed and cancelled only in `_arm`;
-- a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded.
+- a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded;
+- while a request waits for its signature check (a Deferred, engine/http/offload.py) the connection parses
+  nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from ..errors import ClientError
-from .message import Request, Response, StreamResponse, parse_target, raw_error_bytes
+from .message import (Request, Response, StreamResponse, encode_header_lines, parse_target, raw_error_bytes,
+                      splice_head)
+from .offload import Deferred
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -32,12 +36,31 @@ log = logging.getLogger("homestream.http")
 
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop reading
+_END = h11.EndOfMessage()
+_HEAD_EVENTS: dict[tuple[int, int, bool], h11.Response] = {}
+_HEAD_EVENTS_MAX = 4096
+
+
+def _head_event(status: int, length: int, close: bool) -> h11.Response:
+    """The h11 event that frames a response: status, Content-Length (none when length < 0) and, when asked,
+    Connection: close. Events are immutable, so one per (status, length, close) serves every connection."""
+    key = (status, length, close)
+    event = _HEAD_EVENTS.get(key)
+    if event is None:
+        headers = [] if length < 0 else [(b"content-length", b"%d" % length)]
+        if close:
+            headers.append((b"connection", b"close"))  # h11 then moves to MUST_CLOSE after this response
+        event = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
+        if len(_HEAD_EVENTS) >= _HEAD_EVENTS_MAX:
+            _HEAD_EVENTS.clear()
+        _HEAD_EVENTS[key] = event
+    return event
 
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "request_error", "close_after_response", "deadline")
+                 "request_error", "close_after_response", "deadline", "deferred")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -59,6 +82,7 @@ class HttpConnection(asyncio.Protocol):
         self.request_error: ClientError | None = None
         self.close_after_response = False
         self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
+        self.deferred: Deferred | None = None  # the request whose signature check is pending
 
     # ---- asyncio callbacks ----
 
@@ -91,12 +115,16 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         if self.stream is not None:
             self.stream.on_resume()
-        elif len(self.pending) < MAX_PENDING_RESPONSES:
+        elif len(self.pending) < MAX_PENDING_RESPONSES and self.deferred is None:
             self._resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.stream is not None or self.closed:
             return  # a stream ignores what the peer sends; a closing connection reads nothing more
+        if self.deferred is not None:
+            self.conn.receive_data(data)  # kept for after the deferred request; read no more until then
+            self._pause_reading()
+            return
         if self.conn.their_state is h11.IDLE:
             if not self._probe_request_line(data):
                 return
@@ -106,7 +134,8 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.stream is None and not self.closed:
             self.conn.receive_data(b"")
-            self._process()
+            if self.deferred is None:
+                self._process()
         return False
 
     # ---- request processing ----
@@ -127,7 +156,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         conn = self.conn
-        while not self.closed and self.stream is None:
+        while not self.closed and self.stream is None and self.deferred is None:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -205,10 +234,31 @@ class HttpConnection(asyncio.Protocol):
         error = self.request_error
         self.request_error = None
         response = self.app.handle(request, error)
+        if type(response) is Deferred:
+            self.deferred = response
+            response.on_done = self._finish_deferred
+            return
+        self._respond(request, response)
+
+    def _respond(self, request: Request, response: Response | StreamResponse) -> None:
         if type(response) is StreamResponse:
             self._start_stream(request, response)
+        else:
+            self._send_response(request, response)
+
+    def _finish_deferred(self, request: Request, response: Response | StreamResponse) -> None:
+        """The signature check came back and the handler ran: answer, then go on with buffered requests."""
+        self.deferred = None
+        if self.closed:
+            return  # the peer went away meanwhile: the handler's work stands, the answer has no one to go to
+        self._respond(request, response)
+        if self.closed or self.stream is not None:
             return
-        self._send_response(request, response)
+        if self.conn.their_state is h11.MUST_CLOSE or self.transport.is_closing():
+            return
+        if len(self.pending) < MAX_PENDING_RESPONSES and not self.write_paused:
+            self._resume_reading()
+        self._process()
 
     # ---- responses ----
 
@@ -235,20 +285,24 @@ class HttpConnection(asyncio.Protocol):
         self._cancel_timer()
 
     def _frame(self, request: Request, response: Response) -> bytes:
-        """The bytes of a whole response, framed by h11 (HEAD/204/304 without a body)."""
+        """The bytes of a whole response (HEAD/204/304 without a body). h11 frames it: it is sent a cached event
+        with only the framing headers, so it picks the status line, Content-Length and Connection: close and
+        keeps its state exact; the handler's and CORS headers, checked by encode_header_lines, are spliced in."""
         conn = self.conn
-        headers = response.headers
-        headers.extend(self.app.cors(request))
-        body = response.body
         status = response.status
-        if status not in (204, 304) and not any(name == b"content-length" for name, _ in headers):
-            headers.append((b"content-length", b"%d" % len(body)))
-        if self.close_after_response:
-            headers.append((b"connection", b"close"))  # h11 then moves to MUST_CLOSE after this response
-        data = conn.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
+        body = response.body
+        length = -1 if status in (204, 304) else len(body)
+        others = []
+        for header in response.headers:
+            if header[0] == b"content-length":  # a HEAD answer names the GET's length
+                length = int(header[1])
+            else:
+                others.append(header)
+        head = conn.send(_head_event(status, length, self.close_after_response))
+        data = splice_head(head, encode_header_lines(others) + self.app.cors_lines(request))
         if body and request.method != "HEAD" and status not in (204, 304):
             data += conn.send(h11.Data(data=body))
-        return data + conn.send(h11.EndOfMessage())
+        return data + conn.send(_END)
 
     def _start_stream(self, request: Request, response: StreamResponse) -> None:
         headers = response.headers
@@ -349,8 +403,8 @@ class HttpConnection(asyncio.Protocol):
             self.timer = loop.call_at(self.deadline, self._on_timeout)  # the deadline moved on since
             return
         self._timer_kind = ""
-        if self.pending:
-            self._arm(kind)  # waiting for our own commit is not the peer's fault
+        if self.pending or self.deferred is not None:
+            self._arm(kind)  # waiting for our own commit or signature check is not the peer's fault
             return
         if kind == "header" or self.conn.their_state is not h11.IDLE:
             self.app.metrics.timeouts += 1

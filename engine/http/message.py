@@ -8,6 +8,7 @@ body `{"error", "message"}`; CORS headers are added in one place (`cors_headers`
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Callable
@@ -96,6 +97,20 @@ def from_client_error(exc: ClientError) -> Response:
     return error_response(exc.status, exc.code, exc.message)
 
 
+_cors_cache: dict[tuple[bytes | None, frozenset[bytes]], bytes] = {}
+
+
+def cors_lines(origin: bytes | None, allowed: frozenset[bytes]) -> bytes:
+    """cors_headers as encoded header lines, made once per (echoed origin, configured list): both are bounded by
+    the configured list, so the cache is too."""
+    echoed = origin if allowed and origin is not None and origin in allowed else None
+    key = (echoed, allowed)
+    lines = _cors_cache.get(key)
+    if lines is None:
+        lines = _cors_cache[key] = encode_header_lines(cors_headers(echoed, allowed))
+    return lines
+
+
 def cors_headers(origin: bytes | None, allowed: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
     """The headers that let a browser use every response (auth is a header, never a cookie)."""
     if not allowed:
@@ -114,6 +129,37 @@ def preflight_headers() -> list[tuple[bytes, bytes]]:
         (b"access-control-allow-headers", ALLOW_HEADERS),
         (b"access-control-max-age", PREFLIGHT_MAX_AGE),
     ]
+
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+# h11's field-value rule (deliberately permissive, as its parser is): no NUL, no whitespace but runs of space and
+# tab between visible parts. Matching it exactly means a value h11 accepted from a client can always be sent back.
+_FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+_checked_names: set[bytes] = set()  # header names already found to be tokens (names come from code: a few dozen)
+
+
+def encode_header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """`name: value\r\n` lines for headers that h11 does not frame, with h11's own checks: a name must be a
+    lower-case token and not a framing header (h11 owns Content-Length, Transfer-Encoding, Connection), a value
+    must pass h11's field-value rule. ValueError otherwise."""
+    out = []
+    for name, value in headers:
+        if name not in _checked_names:
+            if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING or name != name.lower():
+                raise ValueError(f"header name {name!r} is not a lower-case token h11 leaves to us")
+            _checked_names.add(name)
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ValueError(f"header {name!r} has an unsafe value {value!r}")
+        out.append(name + b": " + value + b"\r\n")
+    return b"".join(out)
+
+
+def splice_head(head: bytes, lines: bytes) -> bytes:
+    """Insert header lines into a response head framed by h11 (status line, framing headers, blank line)."""
+    if not head.endswith(b"\r\n\r\n"):
+        raise ValueError("not a complete response head")
+    return head[:-2] + lines + b"\r\n"
 
 
 def raw_error_bytes(status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] = ()) -> bytes:

@@ -1,0 +1,84 @@
+"""engine.http.message: the header encoder spliced into h11-framed heads must be exactly as strict as h11."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from engine.http.message import cors_lines, encode_header_lines, splice_head
+
+
+def h11_accepts(name: bytes, value: bytes) -> bool:
+    try:
+        h11.Response(status_code=200, headers=[(name, value)])
+    except h11.LocalProtocolError:
+        return False
+    return True
+
+
+@settings(max_examples=500)
+@given(value=st.binary(max_size=12) | st.sampled_from([b" a", b"a ", b"a\tb", b"\ta", b"a\r\nx: y", b"\x7f", b""]))
+def test_encode_header_lines_rejects_exactly_the_values_h11_rejects(value):
+    ours = True
+    try:
+        encode_header_lines([(b"x-test", value)])
+    except ValueError:
+        ours = False
+    assert ours == h11_accepts(b"x-test", value)
+
+
+@pytest.mark.parametrize("name", [b"X-Upper", b"bad name", b"colon:", b"", b"content-length", b"connection",
+                                  b"transfer-encoding", b"caf\xc3\xa9"])
+def test_encode_header_lines_rejects_non_token_upper_case_and_framing_names(name):
+    with pytest.raises(ValueError):
+        encode_header_lines([(name, b"v")])
+
+
+def parse_response(raw: bytes) -> tuple[h11.Response, bytes]:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(raw)
+    head = client.next_event()
+    body = b""
+    while True:
+        event = client.next_event()
+        if type(event) is h11.Data:
+            body += event.data
+        else:
+            break
+    assert type(event) is h11.EndOfMessage
+    return head, body
+
+
+@given(headers=st.lists(st.tuples(st.sampled_from([b"etag", b"event-id", b"location", b"x-a"]),
+                                  st.from_regex(rb"\A[!-~]([ !-~]{0,20}[!-~])?\Z")), max_size=5),
+       body=st.binary(max_size=40))
+def test_spliced_head_parses_like_the_one_h11_frames_itself(headers, body):
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert type(server.next_event()) is h11.Request
+    server.next_event()
+    head = server.send(h11.Response(status_code=200, headers=[(b"content-length", b"%d" % len(body))]))
+    raw = splice_head(head, encode_header_lines(headers)) + server.send(h11.Data(data=body)) + server.send(
+        h11.EndOfMessage())
+    parsed, got_body = parse_response(raw)
+    assert got_body == body and parsed.status_code == 200
+    assert [(n, v) for n, v in parsed.headers if n != b"content-length"] == headers
+    assert server.our_state is h11.DONE
+
+
+def test_splice_head_refuses_a_partial_head():
+    with pytest.raises(ValueError):
+        splice_head(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n", b"x: y\r\n")
+
+
+def test_cors_lines_are_cached_per_origin_and_echo_only_listed_origins():
+    allowed = frozenset([b"https://app.example"])
+    assert cors_lines(None, frozenset()) == (b"access-control-allow-origin: *\r\n"
+                                             b"access-control-expose-headers: ETag, Event-Id, Location\r\n")
+    assert cors_lines(b"https://app.example", allowed).startswith(
+        b"access-control-allow-origin: https://app.example\r\nvary: Origin\r\n")
+    assert cors_lines(b"https://evil.example", allowed).startswith(b"vary: Origin\r\n")
+    assert cors_lines(b"https://evil.example", allowed) is cors_lines(None, allowed)  # one cached value
