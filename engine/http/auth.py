@@ -105,6 +105,18 @@ class ReplayMemory:
             self._seen.discard(digest)
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A signature checked before its handler ran: for exactly this header, method, path and body object."""
+
+    header: str
+    method: str
+    path: str
+    body: bytes
+    creds: Credentials
+    valid: bool
+
+
 class Authenticator:
     """Signature checks. `verify` is the one decision point; a check done beforehand off the loop (engine/http/
     offload.py) is handed in with `remember` and consumed there, so every decision (skew, signer, replay) and every
@@ -115,7 +127,7 @@ class Authenticator:
         self.open_writes = open_writes
         self.clock = clock
         self.replay = ReplayMemory(skew)
-        self._checked: dict[bytes, tuple[bytes, bytes, bool]] = {}  # signature -> (public key, message, valid)
+        self._checked: Checked | None = None  # the answer `remember`ed for the request being handled
 
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
@@ -125,20 +137,25 @@ class Authenticator:
             raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's clock")
         return creds, signed_text(method, path, creds.timestamp, content_hash(body)), now
 
-    def remember(self, signature: bytes, public_key: bytes, message: bytes, valid: bool) -> None:
-        """The answer of a check made elsewhere, for the `verify` call that follows (then `forget` it)."""
-        self._checked[signature] = (public_key, message, valid)
+    def remember(self, checked: "Checked") -> None:
+        """The answer of a check made elsewhere, for the `verify` calls of the handler that runs next; the
+        handler runs synchronously, then `forget()`."""
+        self._checked = checked
 
-    def forget(self, signature: bytes) -> None:
-        self._checked.pop(signature, None)
+    def forget(self) -> None:
+        self._checked = None
 
     def verify(self, header: str | None, method: str, path: str, body: bytes, *, write: bool) -> str:
         """Check a signature; return the signer's user id or raise Unauthorized."""
-        creds, message, now = self.prepare(header, method, path, body)
-        known = self._checked.get(creds.signature)
-        if known is not None and known[0] == creds.public_key and known[1] == message:
-            valid = known[2]
+        known = self._checked
+        if known is not None and known.body is body and known.header == header and known.method == method \
+                and known.path == path:  # the very request prepared: the same header, text and body object
+            creds, valid, now = known.creds, known.valid, self.clock()
+            if abs(now - creds.timestamp) > self.skew:
+                raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's "
+                                   "clock")
         else:
+            creds, message, now = self.prepare(header, method, path, body)
             valid = _check_inline(creds.signature, message, creds.public_key)
         if not valid:
             raise Unauthorized("bad signature")

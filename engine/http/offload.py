@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import Unauthorized
+from .auth import Checked, Credentials
 
 if TYPE_CHECKING:
     from .auth import Authenticator
@@ -47,7 +48,7 @@ class SignatureOffload:
         self.auth = auth
         self.dispatch = dispatch  # runs the handler: App._dispatch
         self.loop = loop
-        self._waiting: dict[int, tuple[Deferred, bytes, bytes, bytes]] = {}
+        self._waiting: dict[int, tuple[Deferred, str, bytes, Credentials]] = {}
         self._next_ticket = 1
         self.offloaded_total = 0
         self.inline_total = 0  # signed requests checked on the loop because the pool was full
@@ -62,8 +63,9 @@ class SignatureOffload:
         if header is None or not header.startswith(b"HS1 "):
             return None
         body = b"" if request.method in _BODILESS else request.body
+        text = header.decode("latin-1")
         try:
-            creds, message, _ = self.auth.prepare(header.decode("latin-1"), request.method, request.path, body)
+            creds, message, _ = self.auth.prepare(text, request.method, request.path, body)
         except Unauthorized:
             return None  # the handler says why, inline
         ticket = self._next_ticket
@@ -73,7 +75,7 @@ class SignatureOffload:
         self._next_ticket = ticket + 1
         self.offloaded_total += 1
         deferred = Deferred(request)
-        self._waiting[ticket] = (deferred, creds.signature, creds.public_key, message)
+        self._waiting[ticket] = (deferred, text, body, creds)
         return deferred
 
     def _on_ready(self) -> None:
@@ -82,12 +84,13 @@ class SignatureOffload:
             if entry is None:
                 log.error("signature check answered for unknown ticket %d", ticket)
                 continue
-            deferred, signature, public_key, message = entry
-            self.auth.remember(signature, public_key, message, valid)
+            deferred, text, body, creds = entry
+            request = deferred.request
+            self.auth.remember(Checked(text, request.method, request.path, body, creds, valid))
             try:
-                response = self.dispatch(deferred.request)
+                response = self.dispatch(request)
             finally:
-                self.auth.forget(signature)
+                self.auth.forget()
             try:
                 if deferred.on_done is not None:
                     deferred.on_done(deferred.request, response)
