@@ -37,6 +37,7 @@ log = logging.getLogger("homestream.http")
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop reading
 _END = h11.EndOfMessage()
+_SINGLE_VALUED = (b"authorization", b"content-type", b"last-event-id")  # repeated: the last one wins
 _HEAD_EVENTS: dict[tuple[int, int, bool], h11.Response] = {}
 _HEAD_EVENTS_MAX = 4096
 
@@ -193,17 +194,16 @@ class HttpConnection(asyncio.Protocol):
             self._fail(414, "uri_too_long", f"request line longer than {limit} bytes")
             return False
         head_size = len(event.method) + len(event.target) + 12
-        for name, value in event.headers:
-            head_size += len(name) + len(value) + 4
-        if head_size > self.settings.max_header_bytes:
-            self._fail(431, "headers_too_large", f"request head larger than {self.settings.max_header_bytes} bytes")
-            return False
         headers: dict[bytes, bytes] = {}
         for name, value in event.headers:
-            if name in headers and name not in (b"authorization", b"content-type", b"last-event-id"):
+            head_size += len(name) + len(value) + 4
+            if name in headers and name not in _SINGLE_VALUED:
                 headers[name] = headers[name] + b", " + value
             else:
                 headers[name] = value
+        if head_size > self.settings.max_header_bytes:
+            self._fail(431, "headers_too_large", f"request head larger than {self.settings.max_header_bytes} bytes")
+            return False
         length = headers.get(b"content-length")
         if length is not None and int(length) > self.settings.max_body_bytes:
             self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")

@@ -71,6 +71,8 @@ class StreamResponse:
 
 def parse_target(raw_target: bytes) -> tuple[str, list[tuple[str, str]]]:
     """Split a request target into (decoded path, query pairs); InvalidName for undecodable text."""
+    if b"%" not in raw_target and b"?" not in raw_target and raw_target.isascii():
+        return raw_target.decode("ascii"), []  # nothing to decode: the common case, and the same answer
     raw_path, _, raw_query = raw_target.partition(b"?")
     path = percent_decode(raw_path)
     try:

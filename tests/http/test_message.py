@@ -82,3 +82,22 @@ def test_cors_lines_are_cached_per_origin_and_echo_only_listed_origins():
         b"access-control-allow-origin: https://app.example\r\nvary: Origin\r\n")
     assert cors_lines(b"https://evil.example", allowed).startswith(b"vary: Origin\r\n")
     assert cors_lines(b"https://evil.example", allowed) is cors_lines(None, allowed)  # one cached value
+
+
+@given(target=st.binary(max_size=30) | st.from_regex(rb"\A/[a-z0-9/%?=&.]{0,30}\Z"))
+def test_parse_target_fast_path_gives_the_general_answer(target):
+    from urllib.parse import parse_qsl
+
+    from engine.errors import InvalidName
+    from engine.http.message import parse_target
+    from engine.names import percent_decode
+
+    raw_path, _, raw_query = target.partition(b"?")
+    try:
+        expected = (percent_decode(raw_path),
+                    parse_qsl(raw_query.decode("ascii"), keep_blank_values=True, errors="strict"))
+    except (InvalidName, UnicodeDecodeError, ValueError):
+        with pytest.raises(InvalidName):
+            parse_target(target)
+        return
+    assert parse_target(target) == expected
