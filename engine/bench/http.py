@@ -5,7 +5,8 @@ checked), a bare uvloop+h11 server answering 204 and storing nothing, and Starle
 uvloop) storing into a dict (skipped with a message when uvicorn/starlette are not installed: they are in the
 `loadtest` extra). The load: `--connections` keep-alive connections (default 50), each sending its next request
 when the previous answer arrived, `--seconds` per phase, 1 KiB PUT bodies with valid HS1 signatures made before
-the timed phase (every server gets the same bytes); then GETs of the stored keys.
+the timed phase (every server gets the same bytes); then GETs of the keys that PUT phase stored, cycled for the
+whole phase. Each phase reports the load generator's CPU and the server's CPU per thread.
 """
 
 from __future__ import annotations
@@ -67,13 +68,19 @@ def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
 
 
 class _Client(asyncio.Protocol):
-    """One keep-alive connection: sends a request, waits for the whole response, sends the next."""
+    """One keep-alive connection: sends a request, waits for the whole response, sends the next. With `wrap` it
+    cycles through its requests until the deadline (GETs); without, each request is sent at most once (signed
+    PUTs: a signature is accepted once). `succeeded` lists the indexes answered 2xx."""
 
-    def __init__(self, requests: list[bytes], start: int, step: int, deadline: float, done: asyncio.Future):
+    def __init__(self, requests: list[bytes], start: int, step: int, deadline: float, done: asyncio.Future,
+                 wrap: bool = False):
         self.requests, self.i, self.step, self.deadline, self.done = requests, start, step, deadline, done
+        self.wrap = wrap
         self.buf = b""
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
+        self.succeeded: list[int] = []
+        self.current = -1
         self.sent_at = 0.0
 
     def connection_made(self, transport):
@@ -81,12 +88,15 @@ class _Client(asyncio.Protocol):
         self._send()
 
     def _send(self) -> None:
+        if self.wrap and self.i >= len(self.requests):
+            self.i %= len(self.requests)
         if self.i >= len(self.requests) or time.perf_counter() >= self.deadline:
             self.transport.close()
             if not self.done.done():
                 self.done.set_result(None)
             return
         self.sent_at = time.perf_counter()
+        self.current = self.i
         self.transport.write(self.requests[self.i])
         self.i += self.step
 
@@ -105,6 +115,8 @@ class _Client(asyncio.Protocol):
                 return
             status = int(head[9:12])
             self.statuses[status] = self.statuses.get(status, 0) + 1
+            if 200 <= status < 300:
+                self.succeeded.append(self.current)
             self.buf = self.buf[end + 4 + length:]
             self.latencies.append(time.perf_counter() - self.sent_at)
             self._send()
@@ -114,15 +126,16 @@ class _Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def _phase(port: int, requests: list[bytes], connections: int, seconds: float) -> dict:
+async def _phase(port: int, requests: list[bytes], connections: int, seconds: float, wrap: bool = False) -> dict:
     loop = asyncio.get_running_loop()
+    cpu0 = time.process_time()
     deadline = time.perf_counter() + seconds
     clients, futures = [], []
     t0 = time.perf_counter()
     for c in range(connections):
         fut = loop.create_future()
         _, client = await loop.create_connection(
-            lambda c=c, fut=fut: _Client(requests, c, connections, deadline, fut), "127.0.0.1", port)
+            lambda c=c, fut=fut: _Client(requests, c, connections, deadline, fut, wrap), "127.0.0.1", port)
         clients.append(client)
         futures.append(fut)
     await asyncio.gather(*futures)
@@ -134,7 +147,32 @@ async def _phase(port: int, requests: list[bytes], connections: int, seconds: fl
             statuses[k] = statuses.get(k, 0) + v
     n = len(lat)
     return {"requests": n, "req_per_s": round(n / wall), "p50_ms": round(lat[n // 2] * 1000, 2) if n else None,
-            "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None, "statuses": statuses}
+            "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None, "statuses": statuses,
+            "client_cpu_s": round(time.process_time() - cpu0, 2),
+            "succeeded": sorted(i for cl in clients for i in cl.succeeded)}
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of a process, by 'name:tid' (Linux /proc)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _busy_threads(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Threads that used at least 0.05 CPU-s between two readings: the loop, the committer, the verifiers."""
+    spent = {name: round(cpu - before.get(name, 0.0), 2) for name, cpu in after.items()}
+    return {name: cpu for name, cpu in spent.items() if cpu >= 0.05}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,13 +193,17 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             proc, port = _start(name, os.path.join(tmp, name))
             try:
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
                 put = uvloop.run(_phase(port, puts, args.connections, args.seconds))
-                cpu1 = cpu_seconds(proc.pid)
-                get = uvloop.run(_phase(port, gets[: put["requests"]], args.connections, args.seconds))
-                cpu2 = cpu_seconds(proc.pid)
+                cpu1, threads1 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                stored = [gets[i] for i in put.pop("succeeded")]  # GET only what was stored, for the whole phase
+                get = uvloop.run(_phase(port, stored, args.connections, args.seconds, wrap=True))
+                get.pop("succeeded")
+                cpu2, threads2 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
                 put["server_cpu_s"] = round(cpu1 - cpu0, 2)
                 get["server_cpu_s"] = round(cpu2 - cpu1, 2)
+                put["server_thread_cpu_s"] = _busy_threads(threads0, threads1)
+                get["server_thread_cpu_s"] = _busy_threads(threads1, threads2)
                 results[name] = {"put": put, "get": get}
                 if not args.json:
                     print(f"[{name}] PUT {put}\n[{name}] GET {get}", flush=True)
