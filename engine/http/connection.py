@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from ..errors import ClientError
-from .message import (Request, Response, StreamResponse, encode_header_lines, parse_target, raw_error_bytes,
-                      splice_head)
+from .message import (Request, Response, StreamResponse, encode_header_lines, encode_response_head, keeps_alive,
+                      parse_target, raw_error_bytes, splice_head)
 from .offload import Deferred
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ log = logging.getLogger("homestream.http")
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop reading
 _END = h11.EndOfMessage()
+FAST_CYCLE_MAX = 64 * 1024  # the most unparsed bytes a new h11 cycle object may copy (see _send_response)
 _SINGLE_VALUED = (b"authorization", b"content-type", b"last-event-id")  # repeated: the last one wins
 _HEAD_EVENTS: dict[tuple[int, int, bool], h11.Response] = {}
 _HEAD_EVENTS_MAX = 4096
@@ -50,7 +51,7 @@ def _head_event(status: int, length: int, close: bool) -> h11.Response:
     if event is None:
         headers = [] if length < 0 else [(b"content-length", b"%d" % length)]
         if close:
-            headers.append((b"connection", b"close"))  # h11 then moves to MUST_CLOSE after this response
+            headers.append((b"Connection", b"close"))  # h11 then closes after it; spelt as h11 adds it
         event = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
         if len(_HEAD_EVENTS) >= _HEAD_EVENTS_MAX:
             _HEAD_EVENTS.clear()
@@ -61,7 +62,7 @@ def _head_event(status: int, length: int, close: bool) -> h11.Response:
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "request_error", "close_after_response", "deadline", "deferred")
+                 "request_error", "close_after_response", "deadline", "deferred", "unparsed_bound")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -84,6 +85,7 @@ class HttpConnection(asyncio.Protocol):
         self.close_after_response = False
         self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
         self.deferred: Deferred | None = None  # the request whose signature check is pending
+        self.unparsed_bound = 0  # at least as many bytes as h11 holds unparsed (see _send_response)
 
     # ---- asyncio callbacks ----
 
@@ -122,6 +124,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.stream is not None or self.closed:
             return  # a stream ignores what the peer sends; a closing connection reads nothing more
+        self.unparsed_bound += len(data)
         if self.deferred is not None:
             self.conn.receive_data(data)  # kept for after the deferred request; read no more until then
             self._pause_reading()
@@ -156,8 +159,8 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     def _process(self) -> None:
-        conn = self.conn
         while not self.closed and self.stream is None and self.deferred is None:
+            conn = self.conn  # a response may start a new h11 cycle object (see _send_response)
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -179,6 +182,8 @@ class HttpConnection(asyncio.Protocol):
             elif etype is h11.EndOfMessage:
                 self._finish_request()
             elif event is h11.NEED_DATA:
+                # h11 holds no complete event now: at most one partial head or chunk line, which it caps
+                self.unparsed_bound = min(self.unparsed_bound, self.settings.max_header_bytes)
                 if conn.their_state is h11.IDLE and not self._timer_kind:
                     self._arm("idle")
                 return
@@ -263,15 +268,36 @@ class HttpConnection(asyncio.Protocol):
     # ---- responses ----
 
     def _send_response(self, request: Request, response: Response) -> None:
+        """Frame and queue a whole response, then start the next request cycle.
+
+        Fast path: the head comes from message.encode_response_head (h11's very bytes, tested against it), the
+        keep-alive choice from message.keeps_alive (h11's rule), and the next request is parsed by a fresh
+        h11.Connection holding the old one's unparsed bytes (`trailing_data`). That costs a copy of those bytes,
+        so it is taken only while `unparsed_bound` says they are few; a long pipelined burst goes through h11's
+        own send path until h11 has drained it."""
         conn = self.conn
+        fast = self.unparsed_bound <= FAST_CYCLE_MAX and conn.their_state is h11.DONE
         try:
-            data = self._frame(request, response)
+            if fast:
+                close = self.close_after_response or not keeps_alive(
+                    request.http_version, request.headers.get(b"connection"))
+                data = self._frame_fast(request, response, close)
+            else:
+                data = self._frame(request, response)
         except Exception:  # a handler produced a response h11 refuses: never let it reach the transport
             log.exception("cannot frame the response to %s %s", request.method, request.path)
             self._fail(500, "internal_error", "internal server error")
             return
         self.app.metrics.response(response.status)
         self._emit(data, response.durable_seq, None)
+        if fast:
+            if close:
+                self._emit(b"", response.durable_seq, self._close)
+                self.closed = True  # read nothing more; close after the queued bytes are sent
+                return
+            self._next_cycle()
+            self._cancel_timer()
+            return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             self._emit(b"", response.durable_seq, self._close)
             self.closed = True  # read nothing more; close after the queued bytes are sent
@@ -283,6 +309,35 @@ class HttpConnection(asyncio.Protocol):
             self.closed = True
             return
         self._cancel_timer()
+
+    def _next_cycle(self) -> None:
+        """A new h11.Connection for the next request, holding the bytes the old one had not parsed yet."""
+        data, closed = self.conn.trailing_data
+        conn = self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self.unparsed_bound = len(data)
+        if data:
+            conn.receive_data(data)
+        if closed:
+            conn.receive_data(b"")
+
+    def _frame_fast(self, request: Request, response: Response, close: bool) -> bytes:
+        """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304)."""
+        status = response.status
+        body = response.body
+        length = -1 if status in (204, 304) else len(body)
+        others = []
+        for header in response.headers:
+            if header[0] == b"content-length":
+                length = int(header[1])
+            else:
+                others.append(header)
+        head = encode_response_head(status, REASONS.get(status, b""), length, close)
+        data = head + encode_header_lines(others) + self.app.cors_lines(request) + b"\r\n"
+        if body and request.method != "HEAD" and status not in (204, 304):
+            if len(body) != length:
+                raise ValueError(f"body of {len(body)} bytes under Content-Length {length}")
+            data += body
+        return data
 
     def _frame(self, request: Request, response: Response) -> bytes:
         """The bytes of a whole response (HEAD/204/304 without a body). h11 frames it: it is sent a cached event

@@ -157,6 +157,38 @@ def encode_header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(out)
 
 
+_heads: dict[tuple[int, bytes, int, bool], bytes] = {}
+_HEADS_MAX = 4096
+
+
+def encode_response_head(status: int, reason: bytes, length: int, close: bool) -> bytes:
+    """The status line and framing headers exactly as h11 writes them for Response(status, [content-length:
+    length]) when the connection is to close (`Connection: close`, as h11 adds it) or not, without the blank
+    line; no Content-Length when length < 0 (204, 304 only). Cached: few distinct (status, length) pairs."""
+    key = (status, reason, length, close)
+    head = _heads.get(key)
+    if head is None:
+        head = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if length >= 0:
+            head += b"content-length: %d\r\n" % length
+        if close:
+            head += b"Connection: close\r\n"  # h11's spelling when it adds the header itself
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        _heads[key] = head
+    return head
+
+
+def keeps_alive(http_version: bytes, connection: bytes | None) -> bool:
+    """h11's rule: a request keeps the connection open unless it is older than HTTP/1.1 or its Connection
+    header lists `close` (case-insensitive, comma-separated)."""
+    if http_version < b"1.1":
+        return False
+    if connection is None:
+        return True
+    return b"close" not in [token.strip() for token in connection.lower().split(b",")]
+
+
 def splice_head(head: bytes, lines: bytes) -> bytes:
     """Insert header lines into a response head framed by h11 (status line, framing headers, blank line)."""
     if not head.endswith(b"\r\n\r\n"):

@@ -101,3 +101,61 @@ def test_parse_target_fast_path_gives_the_general_answer(target):
             parse_target(target)
         return
     assert parse_target(target) == expected
+
+
+def h11_head(status: int, length: int, response_close: bool, request: bytes) -> tuple[bytes, bool]:
+    """What h11 writes for the head of Response(status, [content-length], [connection: close]) after `request`,
+    and whether it then keeps the connection."""
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(request)
+    assert type(server.next_event()) is h11.Request
+    server.next_event()
+    headers = [] if length < 0 else [(b"content-length", b"%d" % length)]
+    if response_close:
+        headers.append((b"Connection", b"close"))  # as the connection asks h11 for it (connection._head_event)
+    reason = REASONS.get(status, b"")
+    head = server.send(h11.Response(status_code=status, headers=headers, reason=reason))
+    if length > 0:
+        server.send(h11.Data(data=b"x" * length))
+    server.send(h11.EndOfMessage())
+    return head, server.our_state is h11.DONE
+
+
+from engine.http.connection import REASONS  # noqa: E402
+from engine.http.message import encode_response_head, keeps_alive  # noqa: E402
+
+KEEP = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("length", [-1, 0, 7, 123456])
+@pytest.mark.parametrize("close", [False, True])
+def test_encode_response_head_is_the_head_h11_writes(length, close):
+    for status in range(200, 600):
+        if (status in (204, 304)) != (length < 0):
+            continue  # no Content-Length is only for 204 and 304 (anything else would be chunked)
+        head, _ = h11_head(status, length, close, KEEP)
+        assert encode_response_head(status, REASONS.get(status, b""), length, close) + b"\r\n" == head, status
+
+
+@pytest.mark.parametrize("request_bytes", [b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"])
+def test_encode_response_head_with_close_is_what_h11_adds_for_a_closing_request(request_bytes):
+    head, kept = h11_head(200, 5, False, request_bytes)
+    assert not kept
+    assert encode_response_head(200, b"OK", 5, True) + b"\r\n" == head
+
+
+_TOKENS = st.sampled_from([b"close", b"Close", b"CLOSE", b"keep-alive", b"upgrade", b"te", b"closed", b"x-close"])
+
+
+@given(version=st.sampled_from([b"1.0", b"1.1"]),
+       tokens=st.none() | st.lists(st.tuples(_TOKENS, st.sampled_from([b"", b" ", b"\t"])), min_size=1, max_size=4),
+       separator=st.sampled_from([b",", b", ", b" ,"]))
+def test_keeps_alive_is_h11s_rule(version, tokens, separator):
+    if tokens is None:
+        connection = None
+        request = b"GET / HTTP/%s\r\nhost: x\r\n\r\n" % version
+    else:
+        connection = separator.join(t + pad for t, pad in tokens).strip()
+        request = b"GET / HTTP/%s\r\nhost: x\r\nconnection: %s\r\n\r\n" % (version, connection)
+    _, kept = h11_head(200, 0, False, request)
+    assert keeps_alive(version, connection) == kept
