@@ -6,7 +6,9 @@ taken from pynacl's compiled module: the pool adds threads and queues, no crypto
 plain pthreads that never touch Python, so they run beside the loop without waiting for the GIL.
 
 Use: `submit(ticket, signature, message, public_key)` (False when the pool is full: check inline instead); when
-`fileno()` turns readable, `harvest()` returns the [(ticket, ok)] answers that are ready. Invariants: every
+`fileno()` turns readable, `harvest()` returns the [(ticket, ok)] answers that are ready. Both go through
+CPython-API functions (csrc/pyfast.inc), not cffi: a cffi call releases the GIL, which lets another Python thread
+(the log's committer) cut into the loop's request. Invariants: every
 accepted submit is answered by exactly one harvest, unless the pool is closed first; one thread (the loop) submits
 and harvests; `close()` stops the workers and is idempotent.
 """
@@ -15,14 +17,19 @@ from __future__ import annotations
 
 from nacl._sodium import ffi as _nacl_ffi, lib as _nacl_lib
 
+from . import hashing as _hashing  # noqa: F401  (its import installs the CPython-API functions of pyfast.inc)
 from ._lib import ffi, lib
+
+from engine import _native  # noqa: E402  (verify_submit/verify_harvest exist once hsFastInstall has run)
+
+_submit = _native.verify_submit
+_harvest = _native.verify_harvest
 
 __all__ = ["SignatureVerifier", "SIGNATURE_BYTES", "KEY_BYTES", "MESSAGE_MAX"]
 
 SIGNATURE_BYTES = lib.VERIFY_SIGNATURE_BYTES
 KEY_BYTES = lib.VERIFY_KEY_BYTES
 MESSAGE_MAX = 65536  # csrc/verify.c VERIFY_MESSAGE_MAX
-_HARVEST_BATCH = 256
 
 
 def sodium_open():
@@ -52,10 +59,9 @@ class SignatureVerifier:
             err = ffi.errno
             raise MemoryError("verifyNew: out of memory") if err == 12 else OSError(err, "verifyNew failed")
         self._pool = ptr
+        self._address = int(ffi.cast("uintptr_t", ptr))
         self.threads = threads
         self.capacity = capacity
-        self._tickets = ffi.new("uint64_t[]", _HARVEST_BATCH)
-        self._ok = ffi.new("uint8_t[]", _HARVEST_BATCH)
         self._fd = lib.verifyNotifyFd(ptr)
 
     def fileno(self) -> int:
@@ -64,25 +70,15 @@ class SignatureVerifier:
 
     def submit(self, ticket: int, signature: bytes, message: bytes, public_key: bytes) -> bool:
         """Queue one check; False when the pool is full (the caller checks inline or refuses)."""
-        pool = self._live()
-        _check(signature, message, public_key)
-        if lib.verifySubmit(pool, ticket, signature, message, len(message), public_key):
-            return True
-        if ffi.errno == 12:
-            raise MemoryError("verifySubmit: out of memory")
-        return False
+        if self._pool is None:
+            raise ValueError("the verifier is closed")
+        return _submit(self._address, ticket, signature, message, public_key)  # checks sizes and types itself
 
     def harvest(self) -> list[tuple[int, bool]]:
         """Every answer ready now, as (ticket, valid). Drains the notify pipe first (see csrc/verify.h)."""
-        pool = self._live()
-        lib.verifyDrainNotify(pool)
-        tickets, ok = self._tickets, self._ok
-        out: list[tuple[int, bool]] = []
-        while True:
-            n = lib.verifyHarvest(pool, tickets, ok, _HARVEST_BATCH)
-            out.extend((tickets[i], ok[i] == 1) for i in range(n))
-            if n < _HARVEST_BATCH:
-                return out
+        if self._pool is None:
+            raise ValueError("the verifier is closed")
+        return _harvest(self._address)
 
     def in_flight(self) -> int:
         return lib.verifyInFlight(self._live())

@@ -61,6 +61,14 @@ def test_crc32c_matches_reference_on_every_alignment(data, value, skip):
     assert lib.crc32cUpdateSoft(value, bytes(data), len(data)) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000), st.integers(0, 0xFFFFFFFF), st.sampled_from([bytes, bytearray, memoryview]))
+def test_crc32c_cpython_entry_point_agrees_with_the_cffi_path(data, value, kind):
+    from engine.native.hashing import crc32c_cffi
+
+    assert crc32c(kind(data), value) == crc32c_cffi(kind(data), value) == crc32c_cffi(data, value)
+
+
 def test_crc32c_reports_its_path():
     assert crc32c_hardware() in (True, False)
 
