@@ -203,8 +203,19 @@ def parse_resume_point(text: str) -> int:
 
 # ---- hashes ----
 
+_last_digest: list = [None, b""]  # [the bytes object last hashed (kept alive, so its identity is not reused), digest]
+
+
 def content_digest(data: bytes) -> bytes:
-    return blake3.blake3(data).digest()
+    """BLAKE3-256 of the bytes. A signed write hashes its body twice (the signed text, then the log record), so
+    the digest of the last `bytes` object hashed is remembered, by identity: bytes are immutable."""
+    last = _last_digest
+    if last[0] is data:
+        return last[1]
+    digest = blake3.blake3(data).digest()
+    if type(data) is bytes:
+        last[0], last[1] = data, digest
+    return digest
 
 
 def encode_content_hash(digest: bytes) -> str:

@@ -143,3 +143,19 @@ def test_key_uri_escapes_what_would_break_a_line():
     uri = names.key_uri(USER, "/pub/x\r\ny%z")
     assert uri == f"pubky://{USER}/pub/x%0D%0Ay%25z"
     assert names.percent_decode(uri[len("pubky://") + len(USER):]) == "/pub/x\r\ny%z"
+
+
+def test_content_digest_remembers_only_the_same_bytes_object():
+    import blake3
+
+    from engine.names import content_digest
+
+    a = b"x" * 100
+    assert content_digest(a) == blake3.blake3(a).digest()
+    assert content_digest(a) == blake3.blake3(a).digest()  # remembered
+    b = bytearray(a)
+    assert content_digest(b) == blake3.blake3(a).digest()
+    b[0] = ord("y")  # a mutable buffer is never remembered
+    assert content_digest(b) == blake3.blake3(bytes(b)).digest()
+    c = b"y" + a[1:]
+    assert content_digest(c) == blake3.blake3(c).digest() != content_digest(a)

@@ -181,6 +181,11 @@ class HttpConnection(asyncio.Protocol):
                 self._arm("idle")
             elif etype is h11.EndOfMessage:
                 self._finish_request()
+                if self.unparsed_bound == 0 and self.conn.their_state is h11.IDLE:
+                    # a fresh cycle with nothing buffered (not even an end of stream): h11 would say NEED_DATA
+                    if not self._timer_kind and not self.closed:
+                        self._arm("idle")
+                    return
             elif event is h11.NEED_DATA:
                 # h11 holds no complete event now: at most one partial head or chunk line, which it caps
                 self.unparsed_bound = min(self.unparsed_bound, self.settings.max_header_bytes)
@@ -314,7 +319,7 @@ class HttpConnection(asyncio.Protocol):
         """A new h11.Connection for the next request, holding the bytes the old one had not parsed yet."""
         data, closed = self.conn.trailing_data
         conn = self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
-        self.unparsed_bound = len(data)
+        self.unparsed_bound = len(data) + closed  # 0 only when there is nothing at all to read yet
         if data:
             conn.receive_data(data)
         if closed:

@@ -17,12 +17,10 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from typing import Callable
 
-import blake3
-
 from engine.errors import InvalidName
 from engine.log.record import DEL, PUT, Record
 from engine.log.store import Log, _fast_path_bytes
-from engine.names import encode_content_hash, is_item_name
+from engine.names import content_digest, encode_content_hash, is_item_name
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -206,7 +204,7 @@ class Keyspace:
         """Append a PUT and point the key at it: (record, created)."""
         if path.endswith("/"):
             raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
-        digest = blake3.blake3(value).digest()
+        digest = content_digest(value)
         rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
         user_b, path_b = self._key(user, path)
         d = self._users.get(user_b)
