@@ -9,8 +9,9 @@ deferred (see connection.py).
 Invariants:
 - the pool only answers "is this signature valid for this signed text"; skew, signer, owner and replay are
   decided by the handler on the loop, as always;
-- a request whose header does not parse, whose timestamp is outside the skew window, or that finds the pool
-  full is not deferred: its handler runs at once and checks inline, giving the same answer;
+- a request whose header does not parse, whose timestamp is outside the skew window, whose signed text is too
+  long for the pool, or that finds the pool full is not deferred: its handler runs at once and checks inline,
+  giving the same answer;
 - every deferred request is finished exactly once, while the pool is open; `close()` drops the unanswered
   ones, and is called only after the server's connections are closed.
 """
@@ -69,7 +70,11 @@ class SignatureOffload:
         except Unauthorized:
             return None  # the handler says why, inline
         ticket = self._next_ticket
-        if not self.verifier.submit(ticket, creds.signature, message, creds.public_key):
+        try:
+            queued = self.verifier.submit(ticket, creds.signature, message, creds.public_key)
+        except (ValueError, MemoryError):  # a signed text past the pool's 64 KiB (a raised request-line limit)
+            queued = False
+        if not queued:
             self.inline_total += 1
             return None
         self._next_ticket = ticket + 1

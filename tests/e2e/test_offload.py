@@ -73,3 +73,14 @@ def test_signature_checks_answer_the_same_on_the_loop_or_on_threads(make_server,
     assert (good.status_code, bad.status_code) == (201, 401)
     assert bad.json() == {"error": "unauthorized", "message": "bad signature"}
     assert httpx.get(srv.url + target).content == b"v"
+
+
+def test_signed_text_too_long_for_the_verifier_is_checked_inline(make_server, alice):
+    """With a raised request-line limit a signed text can pass the pool's 64 KiB: the request is then checked
+    on the loop, and answered by the usual rules (here: the path is too long, 400), never a crash."""
+    srv = make_server(max_request_line=200_000, max_header_bytes=300_000)
+    target = f"/{alice.user}/pub/" + "a" * 70_000
+    out = exchange(srv.port, put_bytes(alice, target, b"v") + b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                   b"Connection: close\r\n\r\n")
+    assert statuses(out) == [400, 200]
+    assert metric(srv, "homestream_signatures_inline_total") == 1
