@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from ..errors import ClientError
-from .message import (Request, Response, StreamResponse, encode_header_lines, encode_response_head, keeps_alive,
-                      parse_target, raw_error_bytes, splice_head)
+from .message import (Request, Response, StreamResponse, encode_header_lines, encode_response_head, parse_target,
+                      raw_error_bytes, splice_head)
 from .offload import Deferred
 
 if TYPE_CHECKING:
@@ -57,6 +57,18 @@ def _head_event(status: int, length: int, close: bool) -> h11.Response:
             _HEAD_EVENTS.clear()
         _HEAD_EVENTS[key] = event
     return event
+
+
+def _framing_length(response: Response) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """(Content-Length to frame, -1 for none; the other headers). A HEAD answer names the GET's length."""
+    length = -1 if response.status in (204, 304) else len(response.body)
+    others = []
+    for header in response.headers:
+        if header[0] == b"content-length":
+            length = int(header[1])
+        else:
+            others.append(header)
+    return length, others
 
 
 class HttpConnection(asyncio.Protocol):
@@ -275,17 +287,17 @@ class HttpConnection(asyncio.Protocol):
     def _send_response(self, request: Request, response: Response) -> None:
         """Frame and queue a whole response, then start the next request cycle.
 
-        Fast path: the head comes from message.encode_response_head (h11's very bytes, tested against it), the
-        keep-alive choice from message.keeps_alive (h11's rule), and the next request is parsed by a fresh
-        h11.Connection holding the old one's unparsed bytes (`trailing_data`). That costs a copy of those bytes,
-        so it is taken only while `unparsed_bound` says they are few; a long pipelined burst goes through h11's
-        own send path until h11 has drained it."""
+        Fast path: the head comes from message.encode_response_head (h11's very bytes, tested against it) and
+        the next request is parsed by a fresh h11.Connection holding the old one's unparsed bytes
+        (`trailing_data`). It needs their_state DONE, which is h11 saying the request keeps the connection (an
+        HTTP/1.0 or `Connection: close` request leaves it MUST_CLOSE, and takes h11's own path), and it costs a
+        copy of the unparsed bytes, so it is taken only while `unparsed_bound` says they are few: a long
+        pipelined burst goes through h11's send path until h11 has drained it."""
         conn = self.conn
         fast = self.unparsed_bound <= FAST_CYCLE_MAX and conn.their_state is h11.DONE
+        close = self.close_after_response  # on the fast path, only our own shutdown closes
         try:
             if fast:
-                close = self.close_after_response or not keeps_alive(
-                    request.http_version, request.headers.get(b"connection"))
                 data = self._frame_fast(request, response, close)
             else:
                 data = self._frame(request, response)
@@ -329,13 +341,7 @@ class HttpConnection(asyncio.Protocol):
         """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304)."""
         status = response.status
         body = response.body
-        length = -1 if status in (204, 304) else len(body)
-        others = []
-        for header in response.headers:
-            if header[0] == b"content-length":
-                length = int(header[1])
-            else:
-                others.append(header)
+        length, others = _framing_length(response)
         head = encode_response_head(status, REASONS.get(status, b""), length, close)
         data = head + encode_header_lines(others) + self.app.cors_lines(request) + b"\r\n"
         if body and request.method != "HEAD" and status not in (204, 304):
@@ -351,13 +357,7 @@ class HttpConnection(asyncio.Protocol):
         conn = self.conn
         status = response.status
         body = response.body
-        length = -1 if status in (204, 304) else len(body)
-        others = []
-        for header in response.headers:
-            if header[0] == b"content-length":  # a HEAD answer names the GET's length
-                length = int(header[1])
-            else:
-                others.append(header)
+        length, others = _framing_length(response)
         head = conn.send(_head_event(status, length, self.close_after_response))
         data = splice_head(head, encode_header_lines(others) + self.app.cors_lines(request))
         if body and request.method != "HEAD" and status not in (204, 304):

@@ -179,16 +179,6 @@ def encode_response_head(status: int, reason: bytes, length: int, close: bool) -
     return head
 
 
-def keeps_alive(http_version: bytes, connection: bytes | None) -> bool:
-    """h11's rule: a request keeps the connection open unless it is older than HTTP/1.1 or its Connection
-    header lists `close` (case-insensitive, comma-separated)."""
-    if http_version < b"1.1":
-        return False
-    if connection is None:
-        return True
-    return b"close" not in [token.strip() for token in connection.lower().split(b",")]
-
-
 def splice_head(head: bytes, lines: bytes) -> bytes:
     """Insert header lines into a response head framed by h11 (status line, framing headers, blank line)."""
     if not head.endswith(b"\r\n\r\n"):

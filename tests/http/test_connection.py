@@ -157,7 +157,8 @@ def test_long_pipelined_burst_goes_through_h11_then_the_fast_path_returns(server
     ("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n", True),
     ("GET /healthz HTTP/1.0\r\n\r\n", True),
 ])
-def test_fast_path_closes_exactly_when_h11_would(server, request_line, closes):
+def test_connection_closes_exactly_when_h11_would(server, request_line, closes):
+    """A closing request takes h11's own send path (h11 leaves it MUST_CLOSE); a keep-alive one the fast path."""
     closed, out = run(server, [request_line.encode()])
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert (b"\r\nConnection: close\r\n" in out) == closes

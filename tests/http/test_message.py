@@ -122,7 +122,7 @@ def h11_head(status: int, length: int, response_close: bool, request: bytes) -> 
 
 
 from engine.http.connection import REASONS  # noqa: E402
-from engine.http.message import encode_response_head, keeps_alive  # noqa: E402
+from engine.http.message import encode_response_head  # noqa: E402
 
 KEEP = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
 
@@ -142,20 +142,3 @@ def test_encode_response_head_with_close_is_what_h11_adds_for_a_closing_request(
     head, kept = h11_head(200, 5, False, request_bytes)
     assert not kept
     assert encode_response_head(200, b"OK", 5, True) + b"\r\n" == head
-
-
-_TOKENS = st.sampled_from([b"close", b"Close", b"CLOSE", b"keep-alive", b"upgrade", b"te", b"closed", b"x-close"])
-
-
-@given(version=st.sampled_from([b"1.0", b"1.1"]),
-       tokens=st.none() | st.lists(st.tuples(_TOKENS, st.sampled_from([b"", b" ", b"\t"])), min_size=1, max_size=4),
-       separator=st.sampled_from([b",", b", ", b" ,"]))
-def test_keeps_alive_is_h11s_rule(version, tokens, separator):
-    if tokens is None:
-        connection = None
-        request = b"GET / HTTP/%s\r\nhost: x\r\n\r\n" % version
-    else:
-        connection = separator.join(t + pad for t, pad in tokens).strip()
-        request = b"GET / HTTP/%s\r\nhost: x\r\nconnection: %s\r\n\r\n" % (version, connection)
-    _, kept = h11_head(200, 0, False, request)
-    assert keeps_alive(version, connection) == kept
