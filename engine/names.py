@@ -218,6 +218,13 @@ def content_digest(data: bytes) -> bytes:
     return digest
 
 
+def remember_digest(data: bytes, digest: bytes) -> None:
+    """Tell content_digest that `digest` is data's (a caller that hashed it earlier and is about to hash it
+    again, after other hashing in between: engine/http/offload.py before running a deferred handler)."""
+    if type(data) is bytes:
+        _last_digest[0], _last_digest[1] = data, digest
+
+
 def encode_content_hash(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 

@@ -159,3 +159,17 @@ def test_content_digest_remembers_only_the_same_bytes_object():
     assert content_digest(b) == blake3.blake3(bytes(b)).digest()
     c = b"y" + a[1:]
     assert content_digest(c) == blake3.blake3(c).digest() != content_digest(a)
+
+
+def test_remember_digest_primes_content_digest_for_that_object_only():
+    from engine.names import content_digest, remember_digest
+
+    a, other = b"first body", b"second body"
+    remember_digest(a, b"\x01" * 32)  # a deliberately wrong digest proves the remembered one is returned
+    assert content_digest(a) == b"\x01" * 32
+    content_digest(other)
+    import blake3
+
+    assert content_digest(a) == blake3.blake3(a).digest()  # forgotten once another object was hashed
+    remember_digest(bytearray(a), b"\x02" * 32)  # a mutable buffer is never remembered
+    assert content_digest(bytearray(a)) == blake3.blake3(a).digest()

@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import Unauthorized
+from ..names import content_digest, remember_digest
 from .auth import Checked, Credentials
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class SignatureOffload:
         self.auth = auth
         self.dispatch = dispatch  # runs the handler: App._dispatch
         self.loop = loop
-        self._waiting: dict[int, tuple[Deferred, str, bytes, Credentials]] = {}
+        self._waiting: dict[int, tuple[Deferred, str, bytes, bytes, Credentials]] = {}
         self._next_ticket = 1
         self.offloaded_total = 0
         self.inline_total = 0  # signed requests checked on the loop because the pool was full
@@ -65,6 +66,7 @@ class SignatureOffload:
             return None
         body = b"" if request.method in _BODILESS else request.body
         text = header.decode("latin-1")
+        digest = content_digest(body)  # for the signed text now, and the log record after the check
         try:
             creds, message, _ = self.auth.prepare(text, request.method, request.path, body)
         except Unauthorized:
@@ -80,7 +82,7 @@ class SignatureOffload:
         self._next_ticket = ticket + 1
         self.offloaded_total += 1
         deferred = Deferred(request)
-        self._waiting[ticket] = (deferred, text, body, creds)
+        self._waiting[ticket] = (deferred, text, body, digest, creds)
         return deferred
 
     def _on_ready(self) -> None:
@@ -89,9 +91,10 @@ class SignatureOffload:
             if entry is None:
                 log.error("signature check answered for unknown ticket %d", ticket)
                 continue
-            deferred, text, body, creds = entry
+            deferred, text, body, digest, creds = entry
             request = deferred.request
             self.auth.remember(Checked(text, request.method, request.path, body, creds, valid))
+            remember_digest(body, digest)  # other requests were hashed meanwhile: the handler need not rehash
             try:
                 response = self.dispatch(request)
             finally:
