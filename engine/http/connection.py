@@ -148,11 +148,13 @@ class HttpConnection(asyncio.Protocol):
         self._process()
 
     def eof_received(self) -> bool | None:
+        """The peer closed its sending side. Answers still owed (a request waiting for its signature check or for
+        the commit of its write) are sent first: returning True keeps the transport open until `_close`."""
         if self.stream is None and not self.closed:
             self.conn.receive_data(b"")
             if self.deferred is None:
                 self._process()
-        return False
+        return self.stream is None and (self.deferred is not None or bool(self.pending))
 
     # ---- request processing ----
 
@@ -207,7 +209,11 @@ class HttpConnection(asyncio.Protocol):
             elif event is h11.PAUSED:
                 return
             elif etype is h11.ConnectionClosed:
-                self._close()
+                if self.pending:  # the peer is done sending: answer what is owed, then close
+                    self._emit(b"", self.pending[-1][1], self._close)
+                    self.closed = True
+                else:
+                    self._close()
                 return
 
     def _begin(self, event: h11.Request) -> bool:

@@ -84,3 +84,16 @@ def test_signed_text_too_long_for_the_verifier_is_checked_inline(make_server, al
                    b"Connection: close\r\n\r\n")
     assert statuses(out) == [400, 200]
     assert metric(srv, "homestream_signatures_inline_total") == 1
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_a_client_that_half_closes_after_its_requests_still_gets_every_answer(make_server, alice, threads):
+    """A write's answer waits for its signature check and its commit; a peer that shut down its sending side
+    (SHUT_WR) meanwhile still gets it, then the server closes."""
+    srv = make_server(verify_threads=threads)
+    target = f"/{alice.user}/pub/half.txt"
+    reqs = (put_bytes(alice, target, b"v") + f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            + put_bytes(alice, target, b"w"))
+    out = exchange(srv.port, reqs, shut=True)
+    assert statuses(out) == [201, 200, 204]
+    assert httpx.get(srv.url + target).content == b"w"
