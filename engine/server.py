@@ -1,9 +1,9 @@
 """The process: uvloop, the listener, the connection registry, commit fan-in, signals, graceful shutdown.
 
 Startup opens the log (recovery runs there), rebuilds the key index, wires the commit listener that releases
-waiting responses and publishes events, starts the signature-check threads (engine/http/offload.py), and listens. SIGTERM/SIGINT: stop accepting, end streams with
-`end`/`shutdown`, let in-flight requests finish and their commits land, flush the log, exit 0 — all within
-`shutdown_timeout`. Invariant: a response waiting for durability is released only by `_on_commit`.
+waiting responses and publishes events, starts the signature-check threads (engine/http/offload.py), and
+listens. SIGTERM/SIGINT: stop accepting, end streams with `end`/`shutdown`, let in-flight requests finish and
+their commits land, flush the log, exit 0 — all within `shutdown_timeout`. Invariant: a response waiting for durability is released only by `_on_commit`.
 """
 
 from __future__ import annotations

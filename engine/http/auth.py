@@ -132,10 +132,14 @@ class Authenticator:
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
         creds = parse_authorization(header)
+        now = self._now_within_skew(creds)
+        return creds, signed_text(method, path, creds.timestamp, content_hash(body)), now
+
+    def _now_within_skew(self, creds: Credentials) -> float:
         now = self.clock()
         if abs(now - creds.timestamp) > self.skew:
             raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's clock")
-        return creds, signed_text(method, path, creds.timestamp, content_hash(body)), now
+        return now
 
     def remember(self, checked: "Checked") -> None:
         """The answer of a check made elsewhere, for the `verify` calls of the handler that runs next; the
@@ -150,10 +154,8 @@ class Authenticator:
         known = self._checked
         if known is not None and known.body is body and known.header == header and known.method == method \
                 and known.path == path:  # the very request prepared: the same header, text and body object
-            creds, valid, now = known.creds, known.valid, self.clock()
-            if abs(now - creds.timestamp) > self.skew:
-                raise Unauthorized(f"the signature's timestamp is more than {int(self.skew)} s from the server's "
-                                   "clock")
+            creds, valid = known.creds, known.valid
+            now = self._now_within_skew(creds)
         else:
             creds, message, now = self.prepare(header, method, path, body)
             valid = _check_inline(creds.signature, message, creds.public_key)

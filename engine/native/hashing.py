@@ -26,6 +26,10 @@ def crc32c_cffi(data, value: int = 0) -> int:
         return _crc_cffi(value, buf, len(buf))
     except OverflowError:
         raise ValueError(f"value must be a 32-bit unsigned CRC, not {value!r}") from None
+    except TypeError:
+        if not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__}") from None
+        raise TypeError(f"crc32c needs a bytes-like object, not {type(data).__name__}") from None
 
 
 def crc32c_hardware() -> bool:

@@ -8,9 +8,10 @@ plain pthreads that never touch Python, so they run beside the loop without wait
 Use: `submit(ticket, signature, message, public_key)` (False when the pool is full: check inline instead); when
 `fileno()` turns readable, `harvest()` returns the [(ticket, ok)] answers that are ready. Both go through
 CPython-API functions (csrc/pyfast.inc), not cffi: a cffi call releases the GIL, which lets another Python thread
-(the log's committer) cut into the loop's request. Invariants: every
-accepted submit is answered by exactly one harvest, unless the pool is closed first; one thread (the loop) submits
-and harvests; `close()` stops the workers and is idempotent.
+(the log's committer) cut into the loop's request.
+
+Invariants: every accepted submit is answered by exactly one harvest, unless the pool is closed first; one thread
+(the loop) submits and harvests; `close()` stops the workers and is idempotent.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class SignatureVerifier:
         return lib.verifyInFlight(self._live())
 
     def verify_now(self, signature: bytes, message: bytes, public_key: bytes) -> bool:
-        """The same check on the calling thread (the fallback when the pool is full)."""
+        """The same check, through the same C code the workers run, on the calling thread (tests compare it with
+        pynacl; the server's inline path is pynacl's own)."""
         pool = self._live()
         _check(signature, message, public_key)
         rc = lib.verifyNow(pool, signature, message, len(message), public_key)
