@@ -13,6 +13,7 @@ import logging
 from typing import Any, Callable
 
 from .api import ops, storage
+from .api.read_cache import ReadCache
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
@@ -46,6 +47,20 @@ class App:
         self.hub: Any = None
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
+        self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        if settings.read_cache_bytes > 0 and keyspace is not None:
+            cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)
+            m = self.metrics
+            m.gauge("homestream_read_cache_hits_total", "GETs answered from the read cache", lambda: cache.hits)
+            m.gauge("homestream_read_cache_misses_total", "plain GETs the read cache could not answer",
+                    lambda: cache.misses)
+            m.gauge("homestream_read_cache_stale_total", "read cache misses because the key had changed",
+                    lambda: cache.stale)
+            m.gauge("homestream_read_cache_evictions_total", "read cache entries dropped for space",
+                    lambda: cache.evicted)
+            m.gauge("homestream_read_cache_bytes", "bytes of framed answers held by the read cache",
+                    lambda: cache.bytes)
+            m.gauge("homestream_read_cache_entries", "answers held by the read cache", lambda: len(cache))
 
     def add_handlers(self, handlers: dict[str, Handler]) -> None:
         self.handlers.update(handlers)

@@ -46,6 +46,7 @@ class Settings:
     cors_origins: list = _f([], "origins echoed in Access-Control-Allow-Origin; empty means '*'")
     auth_skew: float = _f(300.0, "largest accepted clock difference of a signed request (s)")
     verify_threads: int = _f(1, "threads that check ed25519 signatures beside the event loop; 0 checks on the loop")
+    read_cache_bytes: int = _f(64 * MiB, "memory for whole answers to hot GETs of public keys (bytes); 0 disables")
     sse_keepalive: float = _f(15.0, "send ': keep-alive' on a stream after this long without a frame (s)")
     inline_max: int = _f(4 * KiB, "largest UTF-8 body carried inline in a PUT event with ?inline=1 (bytes)")
     send_queue_bytes: int = _f(1 * MiB, "per-subscriber send queue; past it the subscriber catches up from the log")
@@ -74,6 +75,8 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if not 0 <= self.verify_threads <= 64:
             raise ValueError(f"verify_threads must be 0..64, not {self.verify_threads}")
+        if self.read_cache_bytes < 0:
+            raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
         if self.log_level not in ("debug", "info", "warning", "error"):

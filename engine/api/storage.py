@@ -85,7 +85,11 @@ def storage_get(app: "App", request: Request, param: str) -> Response:
     headers = [(b"content-type", entry.content_type.encode("latin-1", "replace")), (b"etag", tag)]
     if request.method == "HEAD":
         return Response(200, headers + [(b"content-length", b"%d" % entry.size)], b"")
-    return Response(200, headers, bytes(app.keyspace.read_value(entry)))
+    response = Response(200, headers, bytes(app.keyspace.read_value(entry)))
+    if inm is None and is_public(path):  # the answer depends on the record alone: the read cache may keep it
+        user_b, path_b = app.keyspace.key_bytes(user, path)
+        response.cache_tag = (user_b, path_b, entry.loc)
+    return response
 
 
 def _etag_matches(header: bytes, tag: bytes) -> bool:

@@ -6,7 +6,9 @@ uvloop) storing into a dict (skipped with a message when uvicorn/starlette are n
 `loadtest` extra). The load: `--connections` keep-alive connections (default 50), each sending its next request
 when the previous answer arrived, `--seconds` per phase, 1 KiB PUT bodies with valid HS1 signatures made before
 the timed phase (every server gets the same bytes); then GETs of the keys that PUT phase stored, cycled for the
-whole phase. Each phase reports the load generator's CPU and the server's CPU per thread.
+whole phase (`get`: every stored key in turn, more than homestream's read cache holds), and GETs of only the
+first `--hot-keys` of them (`get_hot`: a hot set, which the read cache answers). Each phase reports the load
+generator's CPU and the server's CPU per thread.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body", type=int, default=1024, help="PUT body bytes")
     parser.add_argument("--servers", default="homestream,bare-h11,starlette",
                         help="comma-separated subset of homestream,bare-h11,starlette")
+    parser.add_argument("--hot-keys", type=int, default=1000, help="keys cycled by the get_hot phase")
 
 
 def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
@@ -178,6 +181,9 @@ def _busy_threads(before: dict[str, float], after: dict[str, float]) -> dict[str
 def run(args: argparse.Namespace) -> int:
     import uvloop
 
+    if args.hot_keys < 1 or args.connections < 1 or args.seconds <= 0:
+        print("bench http: --hot-keys and --connections must be at least 1, --seconds positive", file=sys.stderr)
+        return 2
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if "starlette" in names and not (importlib.util.find_spec("uvicorn") and importlib.util.find_spec("starlette")):
         print("bench http: skipping starlette: install the loadtest extra (pip install -e '.[loadtest]')",
@@ -200,13 +206,18 @@ def run(args: argparse.Namespace) -> int:
                 get = uvloop.run(_phase(port, stored, args.connections, args.seconds, wrap=True))
                 get.pop("succeeded")
                 cpu2, threads2 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                hot = uvloop.run(_phase(port, stored[:args.hot_keys], args.connections, args.seconds, wrap=True))
+                hot.pop("succeeded")
+                cpu3, threads3 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
                 put["server_cpu_s"] = round(cpu1 - cpu0, 2)
                 get["server_cpu_s"] = round(cpu2 - cpu1, 2)
+                hot["server_cpu_s"] = round(cpu3 - cpu2, 2)
                 put["server_thread_cpu_s"] = _busy_threads(threads0, threads1)
                 get["server_thread_cpu_s"] = _busy_threads(threads1, threads2)
-                results[name] = {"put": put, "get": get}
+                hot["server_thread_cpu_s"] = _busy_threads(threads2, threads3)
+                results[name] = {"put": put, "get": get, "get_hot": hot}
                 if not args.json:
-                    print(f"[{name}] PUT {put}\n[{name}] GET {get}", flush=True)
+                    print(f"[{name}] PUT {put}\n[{name}] GET {get}\n[{name}] GET hot {hot}", flush=True)
             finally:
                 proc.terminate()
                 try:
@@ -219,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         results["ratios"] = {
             "put_vs_bare": round(hs["put"]["req_per_s"] / base["put"]["req_per_s"], 2),
             "get_vs_bare": round(hs["get"]["req_per_s"] / base["get"]["req_per_s"], 2),
+            "get_hot_vs_bare": round(hs["get_hot"]["req_per_s"] / base["get_hot"]["req_per_s"], 2),
         }
         if "starlette" in results:
             results["ratios"]["put_vs_starlette"] = round(

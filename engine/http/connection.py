@@ -261,6 +261,8 @@ class HttpConnection(asyncio.Protocol):
         self.body = None
         error = self.request_error
         self.request_error = None
+        if request.method == "GET" and error is None and self._answer_from_cache(request):
+            return
         response = self.app.handle(request, error)
         if type(response) is Deferred:
             self.deferred = response
@@ -273,6 +275,22 @@ class HttpConnection(asyncio.Protocol):
             self._start_stream(request, response)
         else:
             self._send_response(request, response)
+
+    def _answer_from_cache(self, request: Request) -> bool:
+        """Answer a plain GET from the read cache (engine/api/read_cache.py) on the fast path: the bytes
+        `_send_response` would frame from storage_get's answer, without running either. False: not held."""
+        cache = self.app.read_cache
+        if (cache is None or self.close_after_response or self.unparsed_bound > FAST_CYCLE_MAX
+                or self.conn.their_state is not h11.DONE or not cache.plain(request.headers)):
+            return False
+        data = cache.lookup(request.raw_target)
+        if data is None:
+            return False
+        self.app.metrics.response(200)
+        self._emit(data, 0, None)
+        self._next_cycle()
+        self._cancel_timer()
+        return True
 
     def _finish_deferred(self, request: Request, response: Response | StreamResponse) -> None:
         """The signature check came back and the handler ran: answer, then go on with buffered requests."""
@@ -314,6 +332,10 @@ class HttpConnection(asyncio.Protocol):
         self.app.metrics.response(response.status)
         self._emit(data, response.durable_seq, None)
         if fast:
+            cache = self.app.read_cache
+            if (response.cache_tag is not None and cache is not None and not close and request.method == "GET"
+                    and cache.plain(request.headers)):
+                cache.store(request.raw_target, response.cache_tag, data)
             if close:
                 self._emit(b"", response.durable_seq, self._close)
                 self.closed = True  # read nothing more; close after the queued bytes are sent

@@ -57,6 +57,7 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
     durable_seq: int = 0  # the response is sent only once the log is durable up to this seq
+    cache_tag: Any = None  # set by storage_get on a cacheable answer: see engine/api/read_cache.py
 
 
 @dataclass(slots=True)

@@ -98,6 +98,16 @@ class Keyspace:
         user_b = self.log._users.get(user) or self.log._user_bytes(user)
         return user_b, _fast_path_bytes(path)
 
+    def key_bytes(self, user: str, path: str) -> tuple[bytes, bytes]:
+        """The key as the index holds it: (user bytes, UTF-8 path bytes), for `location`."""
+        return self._key(user, path)
+
+    def location(self, user_b: bytes, path_b: bytes) -> int | None:
+        """The packed log location of the key's current record, None if the key has none. A location names
+        one record for the life of the process, so an unchanged location means an unchanged value."""
+        d = self._users.get(user_b)
+        return d.get(path_b) if d is not None else None
+
     def _entry(self, user: str, path: str, loc: int) -> Entry:
         seq, ts, _kind, digest, ctype, size = self.log.header_at(loc)
         return Entry(user, path, seq, ts, digest, size, ctype, loc)
