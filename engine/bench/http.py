@@ -155,6 +155,36 @@ async def _phase(port: int, requests: list[bytes], connections: int, seconds: fl
             "succeeded": sorted(i for cl in clients for i in cl.succeeded)}
 
 
+def read_cache_counts(port: int) -> tuple[float, float] | None:
+    """(hits, misses) of homestream's read cache from its /metrics, None for a server without one."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode("utf-8", "replace") if response.status == 200 else ""
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("homestream_read_cache_hits_total", "homestream_read_cache_misses_total"):
+            values[name] = float(value)
+    if len(values) < 2:
+        return None
+    return values["homestream_read_cache_hits_total"], values["homestream_read_cache_misses_total"]
+
+
+def _cache_share(before: tuple[float, float] | None, after: tuple[float, float] | None) -> dict:
+    """The phase's read cache hits and misses (homestream only)."""
+    if before is None or after is None:
+        return {}
+    return {"read_cache_hits": int(after[0] - before[0]), "read_cache_misses": int(after[1] - before[1])}
+
+
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of each thread of a process, by 'name:tid' (Linux /proc)."""
     out = {}
@@ -203,12 +233,17 @@ def run(args: argparse.Namespace) -> int:
                 put = uvloop.run(_phase(port, puts, args.connections, args.seconds))
                 cpu1, threads1 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
                 stored = [gets[i] for i in put.pop("succeeded")]  # GET only what was stored, for the whole phase
+                counts1 = read_cache_counts(port) if name == "homestream" else None
                 get = uvloop.run(_phase(port, stored, args.connections, args.seconds, wrap=True))
                 get.pop("succeeded")
                 cpu2, threads2 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                counts2 = read_cache_counts(port) if name == "homestream" else None
                 hot = uvloop.run(_phase(port, stored[:args.hot_keys], args.connections, args.seconds, wrap=True))
                 hot.pop("succeeded")
                 cpu3, threads3 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                counts3 = read_cache_counts(port) if name == "homestream" else None
+                get.update(_cache_share(counts1, counts2))
+                hot.update(_cache_share(counts2, counts3))
                 put["server_cpu_s"] = round(cpu1 - cpu0, 2)
                 get["server_cpu_s"] = round(cpu2 - cpu1, 2)
                 hot["server_cpu_s"] = round(cpu3 - cpu2, 2)
