@@ -16,6 +16,7 @@ the connection after it framed storage_get's answer, and only for an answer stor
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 ITEM_FRACTION = 64  # the largest answer kept is this fraction of the budget (1 MiB of the default 64 MiB)
@@ -33,7 +34,9 @@ class ReadCache:
         self.max_bytes = max_bytes
         self.max_item = min(max_bytes, max_bytes // ITEM_FRACTION if max_item is None else max_item)
         self._locate = locate
-        self._entries: dict[bytes, tuple[bytes, bytes, int, bytes]] = {}
+        # recency order, least recently served first. An OrderedDict, not a dict: evicting a plain dict's first
+        # key again and again rescans the holes left at its front (measured 12 µs per miss once full)
+        self._entries: OrderedDict[bytes, tuple[bytes, bytes, int, bytes]] = OrderedDict()
         self.bytes = 0  # framed bytes held
         self.hits = 0
         self.misses = 0  # lookups with no entry or a stale one
@@ -51,16 +54,17 @@ class ReadCache:
     def lookup(self, target: bytes) -> bytes | None:
         """The framed answer to a plain GET of `target`, if one is held and still current."""
         entries = self._entries
-        entry = entries.pop(target, None)
+        entry = entries.get(target)
         if entry is None:
             self.misses += 1
             return None
         if self._locate(entry[0], entry[1]) != entry[2]:
+            del entries[target]
             self.bytes -= len(entry[3])
             self.misses += 1
             self.stale += 1
             return None
-        entries[target] = entry  # re-inserted last: the dict's order is the recency order
+        entries.move_to_end(target)
         self.hits += 1
         return entry[3]
 
@@ -75,8 +79,7 @@ class ReadCache:
             self.bytes -= len(old[3])
         self.bytes += size
         while self.bytes > self.max_bytes:
-            oldest = next(iter(entries))
-            self.bytes -= len(entries.pop(oldest)[3])
+            self.bytes -= len(entries.popitem(last=False)[1][3])
             self.evicted += 1
         entries[target] = (tag[0], tag[1], tag[2], data)
 
