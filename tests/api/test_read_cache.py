@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.api.read_cache import ITEM_FRACTION, ReadCache
+from engine.api.read_cache import ITEM_FRACTION, PROTECTED_SHARE, ReadCache
 from engine.names import encode_user
 
 USER = encode_user(b"\x05" * 32)
@@ -61,6 +61,32 @@ def test_read_cache_budget_edge_evicts_least_recently_served_first():
     assert cache.evicted == 1 and cache.bytes == 1024 - item + 1
     assert cache.lookup(b"/1") is None  # the least recently served went
     assert cache.lookup(b"/0") is not None and cache.lookup(b"/new") == b"y"
+
+
+def test_read_cache_a_scan_of_new_keys_does_not_flush_keys_served_twice():
+    """An indexer reading every key once (four budgets' worth) churns probation only."""
+    index = Locations()
+    cache = ReadCache(100 * 100, index)
+    hot = [b"/hot%d" % i for i in range(40)]  # 4,000 bytes: inside protected's 8,000
+    for i, target in enumerate(hot):
+        cache.store(target, tag(index, target, i), b"h" * 100)
+        assert cache.lookup(target) is not None  # served again: protected
+    for i in range(400):
+        target = b"/scan%d" % i
+        cache.store(target, tag(index, target, 1000 + i), b"s" * 100)
+    assert all(cache.lookup(target) == b"h" * 100 for target in hot)
+    assert cache.bytes <= cache.max_bytes and cache.evicted == 40 + 400 - 100
+
+
+def test_read_cache_protected_overflow_goes_back_to_probation_not_out():
+    index = Locations()
+    cache = ReadCache(1000, index, max_item=100)
+    for i in range(10):  # 1,000 bytes served twice: more than protected's share
+        target = b"/p%d" % i
+        cache.store(target, tag(index, target, i), b"x" * 100)
+        cache.lookup(target)
+    assert cache.protected_bytes <= 1000 * PROTECTED_SHARE and len(cache) == 10 and cache.evicted == 0
+    assert all(cache.lookup(b"/p%d" % i) is not None for i in range(10))
 
 
 def test_read_cache_keeps_an_item_at_the_size_limit_and_not_one_byte_over():
@@ -121,8 +147,11 @@ def test_read_cache_matches_a_dict_model_within_its_budget(ops):
                 loc, data = stored[target]
                 assert got == data and index.at[(b"u", path)] == loc
         assert 0 <= cache.bytes <= cache.max_bytes
-        assert all(len(e[3]) <= 40 for e in cache._entries.values())
-        assert cache.bytes == sum(len(e[3]) for e in cache._entries.values())
+        held = [*cache._probation.values(), *cache._protected.values()]
+        assert all(len(e[3]) <= 40 for e in held)
+        assert cache.bytes == sum(len(e[3]) for e in held)
+        assert cache.protected_bytes == sum(len(e[3]) for e in cache._protected.values())
+        assert cache.protected_bytes <= cache.max_protected or len(cache._protected) == 1
 
 
 def test_read_cache_over_the_real_index_misses_after_put_delete_and_retention_move(tmp_path):
