@@ -95,7 +95,7 @@ class ReadCache:
         if self._locate(entry[0], entry[1]) == entry[2]:
             return True
         del segment[target]
-        self._seen.add(hash(target))  # it was worth keeping once: its new answer is admitted at once
+        self._note_seen(hash(target))  # it was worth keeping once: its new answer is admitted at once
         self.bytes -= len(entry[3])
         self.misses += 1
         self.stale += 1
@@ -121,9 +121,7 @@ class ReadCache:
         if key in seen:
             seen.discard(key)
         elif target not in self._probation and target not in self._protected:
-            if len(seen) >= self.max_seen:  # a first miss: remember it, keep nothing yet
-                seen.clear()
-            seen.add(key)
+            self._note_seen(key)  # a first miss: remember it, keep nothing yet
             return
         self._drop(target)
         self.bytes += size
@@ -137,6 +135,12 @@ class ReadCache:
                 self.protected_bytes -= dropped
             self.evicted += 1
         probation[target] = (tag[0], tag[1], tag[2], data)
+
+    def _note_seen(self, key: int) -> None:
+        seen = self._seen
+        if len(seen) >= self.max_seen:
+            seen.clear()
+        seen.add(key)
 
     def _drop(self, target: bytes) -> None:
         old = self._probation.pop(target, None)

@@ -112,6 +112,18 @@ def test_read_cache_admits_an_answer_on_its_second_miss_and_forgets_first_misses
     assert cache.lookup(b"/e") == b"e"
 
 
+def test_read_cache_doorkeeper_stays_bounded_when_entries_go_stale():
+    index = Locations()
+    cache = ReadCache(1 << 20, index)
+    cache.max_seen = 4
+    for i in range(10):
+        t = b"/s%d" % i
+        keep(cache, t, tag(index, t, 1), b"v")
+        index.at[(b"u", t)] = 2
+        assert cache.lookup(t) is None
+        assert len(cache._seen) <= 4
+
+
 def test_read_cache_a_stale_answer_is_replaced_on_its_next_miss():
     index = Locations()
     cache = ReadCache(1 << 20, index)
