@@ -7,8 +7,11 @@ uvloop) storing into a dict (skipped with a message when uvicorn/starlette are n
 when the previous answer arrived, `--seconds` per phase, 1 KiB PUT bodies with valid HS1 signatures made before
 the timed phase (every server gets the same bytes); then GETs of the keys that PUT phase stored, cycled for the
 whole phase (`get`: every stored key in turn, more than homestream's read cache holds), and GETs of only the
-first `--hot-keys` of them (`get_hot`: a hot set, which the read cache answers). Each phase reports the load
-generator's CPU and the server's CPU per thread.
+first `--hot-keys` of them (`get_hot`: a hot set, which the read cache answers). All servers run at once and
+take turns: each phase is cut into `--rounds` slices, one per server in a rotating order, so a shared machine
+that slows down for a while slows every server alike; a phase's figures are summed over its slices, and the
+ratios are given both summed and slice by slice. Each phase reports the load generator's CPU and the server's
+CPU per thread (and homestream's read cache hits and misses).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers", default="homestream,bare-h11,starlette",
                         help="comma-separated subset of homestream,bare-h11,starlette")
     parser.add_argument("--hot-keys", type=int, default=1000, help="keys cycled by the get_hot phase")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="each phase is cut into this many slices, the servers taking turns slice by slice, "
+                             "so a machine that slows down for a while slows every server alike")
 
 
 def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
@@ -148,11 +154,70 @@ async def _phase(port: int, requests: list[bytes], connections: int, seconds: fl
     for cl in clients:
         for k, v in cl.statuses.items():
             statuses[k] = statuses.get(k, 0) + v
-    n = len(lat)
-    return {"requests": n, "req_per_s": round(n / wall), "p50_ms": round(lat[n // 2] * 1000, 2) if n else None,
-            "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None, "statuses": statuses,
-            "client_cpu_s": round(time.process_time() - cpu0, 2),
-            "succeeded": sorted(i for cl in clients for i in cl.succeeded)}
+    return {"requests": len(lat), "wall": wall, "latencies": lat, "statuses": statuses,
+            "client_cpu_s": time.process_time() - cpu0,
+            "succeeded": sorted(i for cl in clients for i in cl.succeeded),
+            "next_index": max(cl.current for cl in clients) + 1}
+
+
+class PhaseTally:
+    """One server's phase summed over its rounds: what `bench http` reports for it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.wall = 0.0
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.client_cpu = 0.0
+        self.server_cpu = 0.0
+        self.threads: dict[str, float] = {}
+        self.cache: list[int] | None = None
+        self.rounds: list[int] = []  # req/s of each round
+
+    def add(self, result: dict, server_cpu: float, threads: dict[str, float], cache: dict) -> None:
+        self.requests += result["requests"]
+        self.wall += result["wall"]
+        self.latencies.extend(result["latencies"])
+        for status, n in result["statuses"].items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        self.client_cpu += result["client_cpu_s"]
+        self.server_cpu += server_cpu
+        for name, cpu in threads.items():
+            self.threads[name] = self.threads.get(name, 0.0) + cpu
+        if cache:
+            self.cache = [a + b for a, b in zip(self.cache or [0, 0], (cache["read_cache_hits"],
+                                                                      cache["read_cache_misses"]))]
+        self.rounds.append(round(result["requests"] / result["wall"]) if result["wall"] else 0)
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+        n = len(lat)
+        out = {"requests": n, "req_per_s": round(n / self.wall) if self.wall else 0,
+               "p50_ms": round(lat[n // 2] * 1000, 2) if n else None,
+               "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None,
+               "statuses": self.statuses, "rounds_req_per_s": self.rounds,
+               "client_cpu_s": round(self.client_cpu, 2), "server_cpu_s": round(self.server_cpu, 2),
+               "server_thread_cpu_s": {k: round(v, 2) for k, v in self.threads.items() if v >= 0.05}}
+        if self.cache is not None:
+            out["read_cache_hits"], out["read_cache_misses"] = self.cache
+        return out
+
+
+def ratios(results: dict) -> tuple[dict, dict]:
+    """(ratios of the summed phases, the same ratio round by round) of homestream against its peers."""
+    pairs = {"put_vs_bare": ("put", "bare-h11"), "get_vs_bare": ("get", "bare-h11"),
+             "get_hot_vs_bare": ("get_hot", "bare-h11"), "put_vs_starlette": ("put", "starlette"),
+             "get_vs_starlette": ("get", "starlette")}
+    whole, by_round = {}, {}
+    hs = results.get("homestream")
+    for key, (phase, peer) in pairs.items():
+        other = results.get(peer)
+        if hs is None or other is None or not other[phase]["req_per_s"]:
+            continue
+        whole[key] = round(hs[phase]["req_per_s"] / other[phase]["req_per_s"], 2)
+        by_round[key] = [round(a / b, 2) if b else None
+                         for a, b in zip(hs[phase]["rounds_req_per_s"], other[phase]["rounds_req_per_s"])]
+    return whole, by_round
 
 
 def read_cache_counts(port: int) -> tuple[float, float] | None:
@@ -202,17 +267,16 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
-def _busy_threads(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Threads that used at least 0.05 CPU-s between two readings: the loop, the committer, the verifiers."""
-    spent = {name: round(cpu - before.get(name, 0.0), 2) for name, cpu in after.items()}
-    return {name: cpu for name, cpu in spent.items() if cpu >= 0.05}
+def _thread_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: cpu - before.get(name, 0.0) for name, cpu in after.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     import uvloop
 
-    if args.hot_keys < 1 or args.connections < 1 or args.seconds <= 0:
-        print("bench http: --hot-keys and --connections must be at least 1, --seconds positive", file=sys.stderr)
+    if args.hot_keys < 1 or args.connections < 1 or args.seconds <= 0 or args.rounds < 1:
+        print("bench http: --hot-keys, --connections and --rounds must be at least 1, --seconds positive",
+              file=sys.stderr)
         return 2
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if "starlette" in names and not (importlib.util.find_spec("uvicorn") and importlib.util.find_spec("starlette")):
@@ -224,51 +288,57 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench http: signing {budget} requests ...", file=sys.stderr, flush=True)
     puts, gets = _signed_puts(budget, body)
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
-                     "connections": args.connections, "seconds": args.seconds, "body": args.body}
+                     "connections": args.connections, "seconds": args.seconds, "rounds": args.rounds,
+                     "body": args.body}
+    slice_s = args.seconds / args.rounds
+    tallies = {name: {phase: PhaseTally() for phase in ("put", "get", "get_hot")} for name in names}
+    sent = dict.fromkeys(names, 0)  # PUTs used so far: each signed request is sent at most once
+    read = dict.fromkeys(names, 0)  # where the all-keys GET scan goes on next round
+    stored: dict[str, list[bytes]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="hs-http-") as tmp:
-        for name in names:
-            proc, port = _start(name, os.path.join(tmp, name))
-            try:
-                cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                put = uvloop.run(_phase(port, puts, args.connections, args.seconds))
-                cpu1, threads1 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                stored = [gets[i] for i in put.pop("succeeded")]  # GET only what was stored, for the whole phase
-                counts1 = read_cache_counts(port) if name == "homestream" else None
-                get = uvloop.run(_phase(port, stored, args.connections, args.seconds, wrap=True))
-                get.pop("succeeded")
-                cpu2, threads2 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                counts2 = read_cache_counts(port) if name == "homestream" else None
-                hot = uvloop.run(_phase(port, stored[:args.hot_keys], args.connections, args.seconds, wrap=True))
-                hot.pop("succeeded")
-                cpu3, threads3 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                counts3 = read_cache_counts(port) if name == "homestream" else None
-                get.update(_cache_share(counts1, counts2))
-                hot.update(_cache_share(counts2, counts3))
-                put["server_cpu_s"] = round(cpu1 - cpu0, 2)
-                get["server_cpu_s"] = round(cpu2 - cpu1, 2)
-                hot["server_cpu_s"] = round(cpu3 - cpu2, 2)
-                put["server_thread_cpu_s"] = _busy_threads(threads0, threads1)
-                get["server_thread_cpu_s"] = _busy_threads(threads1, threads2)
-                hot["server_thread_cpu_s"] = _busy_threads(threads2, threads3)
-                results[name] = {"put": put, "get": get, "get_hot": hot}
-                if not args.json:
-                    print(f"[{name}] PUT {put}\n[{name}] GET {get}\n[{name}] GET hot {hot}", flush=True)
-            finally:
+        servers: dict[str, tuple[subprocess.Popen, int]] = {}
+        try:
+            for name in names:
+                servers[name] = _start(name, os.path.join(tmp, name))
+            for phase in ("put", "get", "get_hot"):
+                for r in range(args.rounds):
+                    for name in names[r % len(names):] + names[:r % len(names)]:  # each server leads in turn
+                        proc, port = servers[name]
+                        if phase == "put":
+                            requests, wrap = puts[sent[name]:], False
+                        elif phase == "get":
+                            keys = stored[name]
+                            start = read[name] % max(1, len(keys))
+                            requests, wrap = keys[start:] + keys[:start], True
+                        else:
+                            requests, wrap = stored[name][:args.hot_keys], True
+                        if not requests:
+                            continue
+                        cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                        counts0 = read_cache_counts(port) if name == "homestream" else None
+                        result = uvloop.run(_phase(port, requests, args.connections, slice_s, wrap=wrap))
+                        cpu1, threads1 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+                        counts1 = read_cache_counts(port) if name == "homestream" else None
+                        if phase == "put":  # GET only what was stored
+                            stored[name].extend(gets[sent[name] + i] for i in result["succeeded"])
+                            sent[name] += result["next_index"]
+                        elif phase == "get":
+                            read[name] += result["requests"]
+                        tallies[name][phase].add(result, cpu1 - cpu0, _thread_spent(threads0, threads1),
+                                                 _cache_share(counts0, counts1))
+        finally:
+            for proc, _port in servers.values():
                 proc.terminate()
+            for proc, _port in servers.values():
                 try:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    base = results.get("bare-h11")
-    if base and "homestream" in results:
-        hs = results["homestream"]
-        results["ratios"] = {
-            "put_vs_bare": round(hs["put"]["req_per_s"] / base["put"]["req_per_s"], 2),
-            "get_vs_bare": round(hs["get"]["req_per_s"] / base["get"]["req_per_s"], 2),
-            "get_hot_vs_bare": round(hs["get_hot"]["req_per_s"] / base["get_hot"]["req_per_s"], 2),
-        }
-        if "starlette" in results:
-            results["ratios"]["put_vs_starlette"] = round(
-                hs["put"]["req_per_s"] / results["starlette"]["put"]["req_per_s"], 2)
-    print(json.dumps(results) if args.json else f"ratios: {results.get('ratios')}")
+    for name in names:
+        results[name] = {phase: tally.summary() for phase, tally in tallies[name].items()}
+        if not args.json:
+            for phase, summary in results[name].items():
+                print(f"[{name}] {phase} {summary}", flush=True)
+    results["ratios"], results["ratios_by_round"] = ratios(results)
+    print(json.dumps(results) if args.json else f"ratios: {results['ratios']}\nby round: {results['ratios_by_round']}")
     return 0
