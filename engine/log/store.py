@@ -496,7 +496,11 @@ class Log:
     # ------------------------------------------------------------------ commit
 
     def _kick(self) -> None:
+        """Wake the committer. It cannot run while this thread holds the GIL, so without clearing `_idle` here
+        every append of a burst would notify again (one Condition.notify each, ~2 % of a write's loop time);
+        the committer sets `_idle` again before each look for work, so no append can be missed."""
         with self._cond:
+            self._idle = False
             self._cond.notify()
 
     def _work_pending(self) -> bool:
@@ -507,8 +511,10 @@ class Log:
     def _run_committer(self) -> None:
         while True:
             with self._cond:
-                self._idle = True
-                while not self._closing and not self._work_pending():
+                while True:
+                    self._idle = True  # before the look for work: an append after it sees this and kicks
+                    if self._closing or self._work_pending():
+                        break
                     self._cond.wait()
                 self._idle = False
                 if self._closing:
