@@ -319,6 +319,18 @@ async def test_log_wait_durable_resolves_on_the_loop_and_listeners_run_there(ope
     assert loop
 
 
+async def test_log_committer_alone_commits_every_burst_whether_idle_or_busy_before(open_log, user):
+    """No flush and no synchronous wait (which kick the committer themselves): each burst, after a pause that lets
+    the committer go idle or straight after the last commit, is made durable by the committer's own wake-up."""
+    log = open_log(fsync="batch", commit_window=0.0005)
+    for burst in range(60):
+        recs = [log.append(PUT, user, f"/pub/{burst}/{i}", b"v") for i in range(1 + burst % 7)]
+        await asyncio.wait_for(log.wait_durable(recs[-1].seq), 2)
+        if burst % 3 == 0:
+            await asyncio.sleep(0.003)
+    assert log.durable_seq == log.last_seq
+
+
 def test_log_close_is_idempotent_and_context_manager(logdir, user):
     with Log.open(logdir) as log:
         log.append(PUT, user, "/pub/a", b"a")
