@@ -164,7 +164,6 @@ class PhaseTally:
     """One server's phase summed over its rounds: what `bench http` reports for it."""
 
     def __init__(self) -> None:
-        self.requests = 0
         self.wall = 0.0
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
@@ -175,7 +174,6 @@ class PhaseTally:
         self.rounds: list[int] = []  # req/s of each round
 
     def add(self, result: dict, server_cpu: float, threads: dict[str, float], cache: dict) -> None:
-        self.requests += result["requests"]
         self.wall += result["wall"]
         self.latencies.extend(result["latencies"])
         for status, n in result["statuses"].items():
@@ -268,6 +266,7 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
 
 
 def _thread_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each thread used between two readings of thread_cpu_seconds."""
     return {name: cpu - before.get(name, 0.0) for name, cpu in after.items()}
 
 
