@@ -31,6 +31,9 @@ class RawClient:
 
     def ask(self, method: str, raw: bytes) -> bytes:
         self.sock.sendall(raw)
+        return self.read_one(method)
+
+    def read_one(self, method: str) -> bytes:
         while b"\r\n\r\n" not in self.buf:
             if not self._fill():
                 break
@@ -129,3 +132,22 @@ def test_read_cache_hits_show_in_metrics_and_http10_takes_the_framed_path(server
             data += part
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"m") and b"connection: close" in data.lower()
     assert server.app.read_cache.hits == 1
+
+
+def test_read_cache_pipelined_write_then_read_sees_the_write(server, alice):
+    """GET (from the cache), PUT, GET in one packet: the second GET answers the new value, after the PUT's answer."""
+    target = f"/{alice.user}/pub/pipe.txt"
+    client = RawClient(server.port)
+    try:
+        client.ask("PUT", _request("PUT", target, {"Authorization": alice.auth("PUT", target, b"one")}, b"one"))
+        for _ in range(3):  # seen, stored, served
+            assert client.ask("GET", _request("GET", target)).endswith(b"one")
+        hits = server.app.read_cache.hits
+        client.sock.sendall(_request("GET", target)
+                            + _request("PUT", target, {"Authorization": alice.auth("PUT", target, b"two")}, b"two")
+                            + _request("GET", target))
+        first, put, second = client.read_one("GET"), client.read_one("PUT"), client.read_one("GET")
+    finally:
+        client.close()
+    assert first.endswith(b"one") and put.startswith(b"HTTP/1.1 204 ") and second.endswith(b"two")
+    assert server.app.read_cache.hits == hits + 1 and server.app.read_cache.stale >= 1
