@@ -72,9 +72,9 @@ def _framing_length(response: Response) -> tuple[int, list[tuple[bytes, bytes]]]
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "request", "body",
+    __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "request_error", "close_after_response", "deadline", "deferred", "unparsed_bound")
+                 "head", "close_after_response", "deadline", "deferred", "unparsed_bound")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -84,7 +84,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = None
         self.pending: collections.deque[tuple[bytes, int, Any]] = collections.deque()
-        self.request: Request | None = None
+        self.head: tuple[h11.Request, dict[bytes, bytes]] | None = None  # the request being read: event, headers
         self.body: bytearray | None = None
         self.stream: Any = None
         self.timer: asyncio.TimerHandle | None = None
@@ -93,7 +93,6 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self.closed = False
-        self.request_error: ClientError | None = None
         self.close_after_response = False
         self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
         self.deferred: Deferred | None = None  # the request whose signature check is pending
@@ -236,17 +235,7 @@ class HttpConnection(asyncio.Protocol):
         if length is not None and int(length) > self.settings.max_body_bytes:
             self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
             return False
-        try:
-            method = event.method.decode("ascii")
-            path, query = parse_target(event.target)
-        except ClientError as exc:
-            path, query, method = None, [], event.method.decode("ascii", "replace")
-            target_error: ClientError | None = exc
-        else:
-            target_error = None
-        self.request = Request(method, event.target, path or "", query, headers, b"", event.http_version,
-                               self.peer)
-        self.request_error = target_error
+        self.head = (event, headers)  # the Request is made at its end, unless the read cache answers it
         self.body = bytearray()
         if self.conn.they_are_waiting_for_100_continue:
             self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -254,15 +243,14 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     def _finish_request(self) -> None:
-        request = self.request
-        assert request is not None and self.body is not None
-        request.body = bytes(self.body)
-        self.request = None
+        assert self.head is not None and self.body is not None
+        event, headers = self.head
+        body = self.body
+        self.head = None
         self.body = None
-        error = self.request_error
-        self.request_error = None
-        if request.method == "GET" and error is None and self._answer_from_cache(request):
+        if event.method == b"GET" and self._answer_from_cache(event.target, headers):
             return
+        request, error = self._make_request(event, headers, bytes(body))
         response = self.app.handle(request, error)
         if type(response) is Deferred:
             self.deferred = response
@@ -276,14 +264,26 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._send_response(request, response)
 
-    def _answer_from_cache(self, request: Request) -> bool:
+    def _make_request(self, event: h11.Request, headers: dict[bytes, bytes],
+                      body: bytes) -> tuple[Request, ClientError | None]:
+        """The Request for the handler, and the target's error (InvalidName...) for it to answer, if any."""
+        try:
+            method = event.method.decode("ascii")
+            path, query = parse_target(event.target)
+        except ClientError as exc:
+            method = event.method.decode("ascii", "replace")
+            return Request(method, event.target, "", [], headers, body, event.http_version, self.peer), exc
+        return Request(method, event.target, path, query, headers, body, event.http_version, self.peer), None
+
+    def _answer_from_cache(self, target: bytes, headers: dict[bytes, bytes]) -> bool:
         """Answer a plain GET from the read cache (engine/api/read_cache.py) on the fast path: the bytes
-        `_send_response` would frame from storage_get's answer, without running either. False: not held."""
+        `_send_response` would frame from storage_get's answer, without making a Request or running either. A
+        target the cache holds parsed cleanly when it was stored. False: not held."""
         cache = self.app.read_cache
         if (cache is None or self.close_after_response or self.unparsed_bound > FAST_CYCLE_MAX
-                or self.conn.their_state is not h11.DONE or not cache.plain(request.headers)):
+                or self.conn.their_state is not h11.DONE or not cache.plain(headers)):
             return False
-        data = cache.lookup(request.raw_target)
+        data = cache.lookup(target)
         if data is None:
             return False
         self.app.metrics.response(200)
