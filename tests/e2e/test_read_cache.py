@@ -151,3 +151,16 @@ def test_read_cache_pipelined_write_then_read_sees_the_write(server, alice):
         client.close()
     assert first.endswith(b"one") and put.startswith(b"HTTP/1.1 204 ") and second.endswith(b"two")
     assert server.app.read_cache.hits == hits + 1 and server.app.read_cache.stale >= 1
+
+
+def test_undecodable_target_is_a_400_each_time_and_never_cached(server, alice):
+    target = f"/{alice.user}/pub/%ff.txt"  # not UTF-8 once decoded
+    client = RawClient(server.port)
+    try:
+        answers = [client.ask("GET", _request("GET", target)) for _ in range(3)]
+        ok = client.ask("GET", _request("GET", "/healthz"))  # the connection still serves
+    finally:
+        client.close()
+    assert all(a.startswith(b"HTTP/1.1 400 ") and b'"error":"invalid_name"' in a for a in answers)
+    assert ok.startswith(b"HTTP/1.1 200 ")
+    assert server.app.read_cache.hits == 0 and len(server.app.read_cache) == 0
