@@ -3,7 +3,8 @@
 Flow: bytes -> h11 events -> a Request -> `app.handle(request)` (synchronous, no task per request) -> a Response
 framed by h11 -> written once the log is durable up to the response's `durable_seq`. Because h11 is sans-IO, a
 write's response is framed at once and the next pipelined request is parsed while the group commit is pending,
-so pipelined writes share one fsync. Invariants:
+so pipelined writes share one fsync. A plain GET the read cache holds (engine/api/read_cache.py) is answered
+with the cached bytes at its end, before any Request is made. Invariants:
 - responses leave in request order: once one waits for durability, every later one queues behind it;
 - limits are enforced before work: request line (414), head (431), body from Content-Length before reading it or
   as soon as a chunked body passes it (413); a framing error is answered once and the connection closed;
