@@ -15,12 +15,11 @@ the connection after it framed storage_get's answer, and only for an answer stor
 - scan-resistant (a segmented LRU): a new answer enters the probation segment and moves to the protected one
   when it is served again; space is taken from probation first, least recently used first. An indexer reading
   every key once (more keys than fit) churns probation only, and the keys served twice stay. Protected holds at
-  most `PROTECTED_SHARE` of the budget; past it, its least recently served entries go back to probation.
-
+  most `PROTECTED_SHARE` of the budget; past it, its least recently served entries go back to probation;
 - admitted on a second miss: `store` keeps an answer only if its target is held already or missed before, since
   the doorkeeper (a set of target hashes, emptied whenever it reaches `DOORKEEPER_MAX`) was last emptied; a
-  stale entry's target counts as seen. A scan over more keys than that never stores anything, so it costs the cache nothing: no
-  answers held and freed for nothing (measured: that churn made each miss 3-15 µs slower than no cache).
+  stale entry's target counts as seen. A scan over more keys than that stores nothing, so it holds and frees no
+  answers for nothing (measured: that churn made each miss 3-15 µs slower than no cache).
 
       store ──▶ [ probation: LRU ... MRU ] ── hit ──▶ [ protected: LRU ... MRU ] ◀── hit
                      │ evicted first                        │ over its share: back to probation's MRU end
