@@ -86,7 +86,7 @@ def storage_get(app: "App", request: Request, param: str) -> Response:
     if request.method == "HEAD":
         return Response(200, headers + [(b"content-length", b"%d" % entry.size)], b"")
     response = Response(200, headers, bytes(app.keyspace.read_value(entry)))
-    if inm is None and is_public(path):  # the answer depends on the record alone: the read cache may keep it
+    if inm is None and app.read_cache is not None and is_public(path):  # the answer depends on the record alone
         user_b, path_b = app.keyspace.key_bytes(user, path)
         response.cache_tag = (user_b, path_b, entry.loc)
     return response

@@ -210,8 +210,7 @@ class HttpConnection(asyncio.Protocol):
                 return
             elif etype is h11.ConnectionClosed:
                 if self.pending:  # the peer is done sending: answer what is owed, then close
-                    self._emit(b"", self.pending[-1][1], self._close)
-                    self.closed = True
+                    self._close_after(self.pending[-1][1])
                 else:
                     self._close()
                 return
@@ -287,10 +286,7 @@ class HttpConnection(asyncio.Protocol):
         data = cache.lookup(target)
         if data is None:
             return False
-        self.app.metrics.response(200)
-        self._emit(data, 0, None)
-        self._next_cycle()
-        self._cancel_timer()
+        self._send_fast(data, 200, 0, False)
         return True
 
     def _finish_deferred(self, request: Request, response: Response | StreamResponse) -> None:
@@ -330,31 +326,40 @@ class HttpConnection(asyncio.Protocol):
             log.exception("cannot frame the response to %s %s", request.method, request.path)
             self._fail(500, "internal_error", "internal server error")
             return
-        self.app.metrics.response(response.status)
-        self._emit(data, response.durable_seq, None)
         if fast:
             cache = self.app.read_cache
             if (response.cache_tag is not None and cache is not None and not close and request.method == "GET"
                     and cache.plain(request.headers)):
                 cache.store(request.raw_target, response.cache_tag, data)
-            if close:
-                self._emit(b"", response.durable_seq, self._close)
-                self.closed = True  # read nothing more; close after the queued bytes are sent
-                return
-            self._next_cycle()
-            self._cancel_timer()
+            self._send_fast(data, response.status, response.durable_seq, close)
             return
+        self.app.metrics.response(response.status)
+        self._emit(data, response.durable_seq, None)
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            self._emit(b"", response.durable_seq, self._close)
-            self.closed = True  # read nothing more; close after the queued bytes are sent
+            self._close_after(response.durable_seq)
             return
         try:
             conn.start_next_cycle()
         except h11.LocalProtocolError:
-            self._emit(b"", response.durable_seq, self._close)
-            self.closed = True
+            self._close_after(response.durable_seq)
             return
         self._cancel_timer()
+
+    def _send_fast(self, data: bytes, status: int, durable_seq: int, close: bool) -> None:
+        """Queue a response framed without h11 (by _frame_fast, or kept by the read cache), then close after it
+        or start the next request cycle."""
+        self.app.metrics.response(status)
+        self._emit(data, durable_seq, None)
+        if close:
+            self._close_after(durable_seq)
+            return
+        self._next_cycle()
+        self._cancel_timer()
+
+    def _close_after(self, durable_seq: int) -> None:
+        """Read nothing more; close once everything queued up to durable_seq has been sent."""
+        self._emit(b"", durable_seq, self._close)
+        self.closed = True
 
     def _next_cycle(self) -> None:
         """A new h11.Connection for the next request, holding the bytes the old one had not parsed yet."""
