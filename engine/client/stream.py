@@ -31,7 +31,7 @@ import httpx
 
 from ..names import event_id as make_event_id
 from . import refs
-from .errors import ApiError, BadReference, ClientFailure, ConnectionFailed
+from .errors import ApiError, BadReference, ClientFailure, ConnectionFailed, LocalFileError
 
 log = logging.getLogger("homestream.client")
 
@@ -161,17 +161,34 @@ class StateFile:
         return text
 
     def save(self, position: str) -> None:
+        """Replace the file's content with `position`; LocalFileError (naming the file) when it cannot."""
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(position + "\n")
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 tmp.unlink()
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise LocalFileError(f"{self.path}: cannot save the stream position: {exc.strerror or exc}; "
+                                     f"pass --state a file in a folder you can write") from None
             raise
+
+    def check_writable(self) -> None:
+        """LocalFileError now, before any event is handled, when the position could not be saved there."""
+        if self.path.is_dir():
+            raise LocalFileError(f"{self.path}: is a folder; --state names a file")
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8"):
+                pass
+            tmp.unlink()
+        except OSError as exc:
+            raise LocalFileError(f"{self.path}: cannot write the stream position there: {exc.strerror or exc}; "
+                                 f"pass --state a file in a folder you can write") from None
 
 
 class _Core:
@@ -204,6 +221,8 @@ class _Core:
         self.connected_once = False
         self.delivered = 0
         saved = self.state.load() if self.state else None
+        if self.state is not None:
+            self.state.check_writable()
         start = refs.check_resume_point(saved if saved is not None else after)
         # position of the last yielded value: seq (None = nothing yet and live only) and its id text
         self.seq: int | None = start[0] if start else None
