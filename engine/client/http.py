@@ -303,7 +303,8 @@ class _Requests:
 
 def _transport_error(base: str, exc: httpx.HTTPError) -> ConnectionFailed:
     reason = str(exc) or type(exc).__name__
-    return ConnectionFailed(f"cannot reach the server at {base}: {reason}")
+    return ConnectionFailed(f"cannot reach the server at {base}: {reason}; is it running? (start it with "
+                            f"`homestream serve`, or pass --url)")
 
 
 class Client:

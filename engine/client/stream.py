@@ -151,7 +151,8 @@ class StateFile:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise BadReference(f"{self.path}: cannot read state file: {exc.strerror or exc}") from None
+            raise LocalFileError(f"{self.path}: cannot read the state file: {exc.strerror or exc}; pass --state "
+                                 f"a file in a folder you can write") from None
         if not text:
             return None
         try:
@@ -326,7 +327,10 @@ class _Core:
     def give_up(self, attempt: int, reason: str) -> None:
         if (not self.reconnect or (self.max_attempts is not None and attempt >= self.max_attempts)
                 or (not self.connected_once and not self.wait_first)):
-            raise ConnectionFailed(f"event stream from {self.client.url}: {reason}")
+            where = "cannot reach the server at" if not self.connected_once else "lost the event stream from"
+            hint = "; is it running? (start it with `homestream serve`, or pass --url)" \
+                if not self.connected_once else ""
+            raise ConnectionFailed(f"{where} {self.client.url}: {reason}{hint}")
 
 
 def _reason(exc: BaseException) -> str:

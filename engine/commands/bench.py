@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 BENCHES = {
     "log": "engine.bench.log",
@@ -36,6 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "bench", None):
-        print("homestream bench: error: name a benchmark: " + ", ".join(BENCHES))
+        print("homestream bench: error: name a benchmark: " + ", ".join(BENCHES), file=sys.stderr)
         return 2
     return int(args._bench.run(args) or 0)
