@@ -4,10 +4,10 @@ Scenarios (each against a fresh server started here on 127.0.0.1, --open-writes,
 - burst: `--subscribers` connections all matching, `--events` PUTs written as fast as pipelining allows;
 - steady: `--rate` events/s for `--seconds`; p50/p99 publish-to-delivery latency from the event's `ts`;
 - scale: the burst again with `--extra-subscriptions` non-matching patterns registered first;
-- replay: one subscriber with after=0 over `--replay-events` events already in the log.
+- replay: one subscriber with after=0 over `--replay-events` events already in the log;
+- idle: `--idle` subscribed connections that receive nothing: server memory per connection.
 Every connection's frames are checked: ids contiguous from the first seq, none missing, none repeated (frames
 are counted in bulk per read; the first and last id of each read and the count must agree).
-- idle: `--idle` subscribed connections that receive nothing: server memory per connection.
 Figures: deliveries/s, server CPU-seconds per million deliveries (from /proc/<pid>/stat), client CPU, latency.
 
 Targets: burst ≥ 1,000,000 deliveries/s at ≤ 1 server CPU-s per million, nothing lost; steady p99 < 20 ms at
