@@ -76,7 +76,7 @@ class Progress:
         self.quiet = quiet
         self.every = every
         self._open = False
-        self._last = 0.0
+        self._last: float | None = None  # when the last plain line was printed
 
     def step(self, text: str) -> None:
         if self.quiet:
@@ -86,7 +86,7 @@ class Progress:
             self._open = True
             return
         now = time.monotonic()
-        if now - self._last >= self.every:
+        if self._last is None or now - self._last >= self.every:
             self._last = now
             print(f"{self.prefix}: {text}", file=self.stream, flush=True)
 
@@ -175,15 +175,14 @@ def human(value: float) -> str:
 
 def table(rows: list[list[str]], header: list[str] | None = None) -> str:
     """Left-aligned text columns; empty trailing columns are dropped."""
-    rows = [list(map(str, r)) for r in rows]
-    if header:
-        rows = [list(header)] + rows
+    body = [list(map(str, r)) for r in rows]
+    rows = ([list(header)] if header else []) + body
     if not rows:
         return ""
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
-    while width and all(not r[width - 1] for r in rows):
-        width -= 1
+    while width > 1 and all(not r[width - 1] for r in rows[1 if header else 0:]):
+        width -= 1  # a column no row fills (a note column with no notes) is left out, header and all
     sizes = [max(len(r[i]) for r in rows) for i in range(width)]
     lines = ["  ".join(c.ljust(sizes[i]) for i, c in enumerate(r[:width])).rstrip() for r in rows]
     if header:

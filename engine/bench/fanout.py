@@ -72,7 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="subscriber processes (default: 2)")
     parser.add_argument("--plot", metavar="FILE.png", default=None,
                         help="also write a PNG of the latency percentiles and the CPU per delivery "
-                             "(needs matplotlib: pip install '.[loadtest]')")
+                             "(default: none; needs matplotlib: pip install '.[loadtest]')")
 
 
 def cpu_seconds(pid: int) -> float:
