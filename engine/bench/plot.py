@@ -26,6 +26,7 @@ def fanout_plot(path: str, series: dict[str, dict], title: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     names = list(series)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -34,24 +35,32 @@ def fanout_plot(path: str, series: dict[str, dict], title: str) -> str:
     for i, name in enumerate(names):
         lat = series[name].get("latency_ms", {})
         xs = [j + i * width for j, p in enumerate(pcts) if p in lat]
-        left.bar(xs, [lat[p] for p in pcts if p in lat], width, label=name)
+        bars = left.bar(xs, [lat[p] for p in pcts if p in lat], width, label=name)
+        left.bar_label(bars, labels=[_label(b.get_height()) for b in bars], fontsize=6, rotation=90, padding=2)
     left.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(pcts))])
     left.set_xticklabels(["p99.9" if p == "p999" else p for p in pcts])
     left.set_ylabel("delivery latency (ms)")
     left.set_title("steady: latency percentiles")
-    if pcts and any(series[n].get("latency_ms") for n in names):
-        left.set_ylim(bottom=0)
     scenarios = sorted({s for n in names for s in series[n].get("cpu_s_per_million", {})})
     for i, name in enumerate(names):
         cpu = series[name].get("cpu_s_per_million", {})
         xs = [j + i * width for j, s in enumerate(scenarios) if s in cpu]
-        right.bar(xs, [cpu[s] for s in scenarios if s in cpu], width, label=name)
+        bars = right.bar(xs, [cpu[s] for s in scenarios if s in cpu], width, label=name)
+        right.bar_label(bars, labels=[_label(b.get_height()) for b in bars], fontsize=6, rotation=90, padding=2)
     right.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(scenarios))])
     right.set_xticklabels(scenarios)
     right.set_ylabel("server CPU-s per million deliveries")
     right.set_title("CPU per delivery (lower is better)")
     for ax in (left, right):
         ax.grid(axis="y", alpha=0.3)
+        values = [b.get_height() for b in ax.patches if b.get_height() > 0]
+        if values and max(values) / min(values) > 30:  # peers far apart: a log axis keeps every bar readable
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_ylim(top=max(values) * 8)
+        elif values:
+            ax.set_ylim(0, max(values) * 1.25)
     handles, labels = right.get_legend_handles_labels() or left.get_legend_handles_labels()
     if not handles:
         handles, labels = left.get_legend_handles_labels()
@@ -62,3 +71,7 @@ def fanout_plot(path: str, series: dict[str, dict], title: str) -> str:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
