@@ -4,6 +4,7 @@ traceback, and a last stderr line `homestream <cmd>: error: ...` that names the 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +80,8 @@ def _cases(w: dict) -> list[tuple[str, list[str], str, int]]:
                                       plain + "/pos"], "--state", 1),
         ("tail: --state in a missing folder", ["tail", "*", "--after", "0", "--url", url, "--state",
                                                str(tmp / "none" / "pos")], "--state", 1),
-        ("tail: --state is a folder", ["tail", "*", "--after", "0", "--url", url, "--state", str(tmp)], "", 2),
+        ("tail: --state is a folder", ["tail", "*", "--after", "0", "--url", url, "--state", str(tmp)], "--state",
+         1),
         ("tail: bad pattern", ["tail", "a*b", "--url", url], "pattern", 2),
         ("tail: server down", ["tail", "*", "--url", dead], "cannot reach", 1),
         ("tail: --no-live without a start", ["tail", "*", "--no-live", "--url", url], "--after", 2),
@@ -121,7 +123,7 @@ def test_every_subcommand_fails_with_one_line_and_no_traceback(world):
             problems.append(f"{name}: traceback:\n{out.stderr}")
         elif out.returncode != code:
             problems.append(f"{name}: exit {out.returncode}, expected {code}: {err}")
-        elif not last.startswith(f"homestream {command}: error: ") and not last.startswith("homestream: error:"):
+        elif not re.match(rf"homestream( {command}( \w+)?)?: error: ", last):
             problems.append(f"{name}: last stderr line is not an error line: {err!r}")
         elif fragment not in last:
             problems.append(f"{name}: {fragment!r} not in {last!r}")
