@@ -22,7 +22,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
+
+from ..client.progress import Progress  # noqa: F401  (re-exported: every bench takes it from here)
 
 # ---------------------------------------------------------------- options
 
@@ -62,53 +64,7 @@ def pick(args: argparse.Namespace, name: str, quick: Any, full: Any) -> Any:
     return full if getattr(args, "full", False) else quick
 
 
-# ---------------------------------------------------------------- progress
-
-
-class Progress:
-    """Progress lines on stderr. `step()` is transient (redrawn on a terminal, rate-limited to one plain line
-    every few seconds elsewhere); `note()` always stays."""
-
-    def __init__(self, prefix: str, stream=None, quiet: bool = False, every: float = 5.0):
-        self.prefix = prefix
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.quiet = quiet
-        self.every = every
-        self._open = False
-        self._last: float | None = None  # when the last plain line was printed
-
-    def step(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            print(f"\r{self.prefix}: {text}\x1b[K", end="", file=self.stream, flush=True)
-            self._open = True
-            return
-        now = time.monotonic()
-        if self._last is None or now - self._last >= self.every:
-            self._last = now
-            print(f"{self.prefix}: {text}", file=self.stream, flush=True)
-
-    def note(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.tty and self._open:
-            print(f"\r{self.prefix}: {text}\x1b[K", file=self.stream, flush=True)
-        else:
-            print(f"{self.prefix}: {text}", file=self.stream, flush=True)
-        self._open = False
-        self._last = time.monotonic()
-
-    def count(self, what: str, total: int, items: Iterable, every: int = 0) -> Iterable:
-        """Yield `items`, showing `what i/total` as it goes, and `what: total done in N s` at the end."""
-        t0 = time.monotonic()
-        every = every or max(1, total // 100)
-        for i, item in enumerate(items, 1):
-            if i % every == 0:
-                self.step(f"{what} {i:,}/{total:,} ({i / total:.0%})")
-            yield item
-        self.note(f"{what}: {total:,} done in {time.monotonic() - t0:.1f} s")
+# ---------------------------------------------------------------- progress: engine/client/progress.py (sync uses it too)
 
 
 # ---------------------------------------------------------------- figures, verdicts, tables

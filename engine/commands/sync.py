@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..client.cli_common import UsageError, add_client_options, key_path, make_client, report
 from ..client.errors import LocalFileError
+from ..client.progress import Progress
 from ..names import item_name
 
 STATE_FILE = ".homestream-sync.json"
@@ -49,32 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
-
-
-class Progress:
-    """Progress lines on stderr: redrawn in place (\\r, erase to end of line) on a terminal; elsewhere only the
-    lines that are not transient, without escape codes."""
-
-    def __init__(self, quiet: bool, stream=None):
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.open = False  # a transient line is on screen
-
-    def step(self, text: str) -> None:
-        if self.quiet or not self.tty:
-            return
-        print(f"\rhomestream sync: {text}\x1b[K", end="", file=self.stream, flush=True)
-        self.open = True
-
-    def line(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.tty and self.open:
-            print(f"\rhomestream sync: {text}\x1b[K", file=self.stream, flush=True)
-        else:
-            print(f"homestream sync: {text}", file=self.stream, flush=True)
-        self.open = False
 
 
 def read_folder(folder: Path) -> tuple[list[bytes], list[str], int]:
@@ -148,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..client.errors import NotFoundError
     from ..client.sync import reconcile
 
-    progress = Progress(args.quiet)
+    progress = Progress("homestream sync", quiet=args.quiet)
     client = make_client(args)
     try:
         user, dir_path = client.resolve(args.storage, directory=True)
@@ -168,11 +143,11 @@ def _run(args: argparse.Namespace) -> int:
         have, links, subfolders = read_folder(folder)
         if links:
             shown = ", ".join(links[:5]) + (", ..." if len(links) > 5 else "")
-            progress.line(f"warning: skipped {plural(len(links), 'symbolic link')} (not followed: "
+            progress.note(f"warning: skipped {plural(len(links), 'symbolic link')} (not followed: "
                           f"{'it points' if len(links) == 1 else 'they point'} outside {folder} or not at a file): "
                           f"{shown}")
         if subfolders:
-            progress.line(f"note: skipped {plural(subfolders, 'subfolder')} of {folder} (sync takes the files "
+            progress.note(f"note: skipped {plural(subfolders, 'subfolder')} of {folder} (sync takes the files "
                           f"directly in the folder)")
         progress.step(f"{storage}: {plural(len(have), 'local item')}, reconciling…")
         key = key_path(args)
@@ -193,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         uploaded = uploaded_bytes = 0
         if extra and not args.no_upload:
             if client.user != user:
-                progress.line(f"{storage}: {plural(len(extra), 'local item')} the server lacks "
+                progress.note(f"{storage}: {plural(len(extra), 'local item')} the server lacks "
                               f"{'is' if len(extra) == 1 else 'are'} not uploaded (that needs {user}'s key)")
             else:
                 for data in extra:
@@ -209,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             pass
         how = ("the storage was new on the server" if new_storage else
                f"{plural(requests, 'sync request')}, {plural(sent, 'byte')} sent")
-        progress.line(f"{storage}: {plural(len(received), 'item')} received, {plural(uploaded, 'item')} uploaded "
+        progress.note(f"{storage}: {plural(len(received), 'item')} received, {plural(uploaded, 'item')} uploaded "
                       f"({plural(uploaded_bytes, 'byte')}), the server has {plural(count, 'item')} ({how})")
         print(f"received {len(received)} uploaded {uploaded} count {count}")
         return 0

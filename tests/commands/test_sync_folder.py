@@ -14,7 +14,8 @@ from e2e.harness import Key, ThreadServer
 from engine.cli import main
 from engine.client import Client
 from engine.client.keys import write_key
-from engine.commands.sync import Progress, read_folder
+from engine.client.progress import Progress
+from engine.commands.sync import read_folder
 from engine.names import item_name
 
 
@@ -110,12 +111,12 @@ def test_progress_on_a_terminal_redraws_one_line():
             return True
 
     s = Tty()
-    p = Progress(False, stream=s)
+    p = Progress("homestream sync", stream=s)
     p.step("1 local item, reconciling…")
-    p.line("done")
+    p.note("done")
     assert s.getvalue() == "\rhomestream sync: 1 local item, reconciling…\x1b[K\rhomestream sync: done\x1b[K\n"
     quiet = Tty()
-    Progress(True, stream=quiet).line("x")
+    Progress("homestream sync", stream=quiet, quiet=True).note("x")
     assert quiet.getvalue() == ""
 
 
