@@ -2,7 +2,8 @@
 
 What must stay true: on a terminal a transient step is redrawn in place (carriage return, erase to the end of the line);
 anywhere else (a pipe, a log file, CI) there is no escape code at all, and steps are plain lines at most one every
-`every` seconds; a note always stays. stdout is never written.
+`every` seconds, the first once the work has taken that long (so a quick command, or one that fails at once,
+prints no progress at all); a note always stays. stdout is never written.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Progress:
         self.quiet = quiet
         self.every = every
         self._open = False
-        self._last: float | None = None  # when the last plain line was printed
+        self._last = time.monotonic()  # plain lines: the first step shows only once the work took `every` s
 
     def step(self, text: str) -> None:
         if self.quiet:
@@ -33,7 +34,7 @@ class Progress:
             self._open = True
             return
         now = time.monotonic()
-        if self._last is None or now - self._last >= self.every:
+        if now - self._last >= self.every:
             self._last = now
             print(f"{self.prefix}: {text}", file=self.stream, flush=True)
 

@@ -158,6 +158,9 @@ class StateFile:
         try:
             refs.check_resume_point(text)
         except BadReference as exc:
+            if len(text) > 64 or "\n" in text:  # some other file: do not echo it
+                raise BadReference(f"{self.path}: not a state file (a state file holds one event id, this one "
+                                   f"{len(text)} characters); pass --state a file of its own") from None
             raise BadReference(f"{self.path}: not a stream position ({exc.message})") from None
         return text
 

@@ -95,9 +95,17 @@ def test_progress_elsewhere_is_plain_lines_without_escape_codes_and_rate_limited
     s = _Stream(False)
     p = Progress("bench x", stream=s, every=3600)
     for i in range(100):
-        p.step(f"{i}/100")
+        p.step(f"{i}/100")  # quick work: no step is shown at all
     p.note("done")
-    assert s.getvalue() == "bench x: 0/100\nbench x: done\n"
+    assert s.getvalue() == "bench x: done\n"
+    s = _Stream(False)
+    p = Progress("bench x", stream=s, every=0.05)
+    p.step("early")
+    time.sleep(0.06)
+    p.step("1/3")
+    p.step("2/3")  # within `every` of the last line: not shown
+    p.note("done")
+    assert s.getvalue() == "bench x: 1/3\nbench x: done\n"
     assert "\r" not in s.getvalue() and "\x1b" not in s.getvalue()
 
 

@@ -29,6 +29,7 @@ def world(tmp_path_factory):
     (tmp / "plain").write_text("not a folder")
     (tmp / "bad.toml").write_text("port = \n")
     (tmp / "unknown.toml").write_text("no_such_setting = 1\n")
+    (tmp / "long.txt").write_text("line\n" * 100)
     yield {"tmp": tmp, "server": server, "url": server.url, "alice": alice.user, "bob": bob.user}
     server.stop()
 
@@ -82,6 +83,10 @@ def _cases(w: dict) -> list[tuple[str, list[str], str, int]]:
                                                str(tmp / "none" / "pos")], "--state", 1),
         ("tail: --state is a folder", ["tail", "*", "--after", "0", "--url", url, "--state", str(tmp)], "--state",
          1),
+        ("tail: --state is some other file", ["tail", "*", "--url", url, "--state", str(tmp / "bad.toml"),
+                                              "--after", "0"], "not a stream position", 2),
+        ("tail: --state is a long file", ["tail", "*", "--url", url, "--state", str(tmp / "long.txt")],
+         "pass --state a file of its own", 2),
         ("tail: bad pattern", ["tail", "a*b", "--url", url], "pattern", 2),
         ("tail: server down", ["tail", "*", "--url", dead], "cannot reach", 1),
         ("tail: --no-live without a start", ["tail", "*", "--no-live", "--url", url], "--after", 2),
