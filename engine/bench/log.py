@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
                why="target is for 1,000,000 records: --full",
                note=f"{results['reopen_keys']:,} keys rebuilt"),
         Figure("key index memory", results["index_bytes_per_key"], "bytes/key", "<=", 200,
+               judged=k >= QUICK["keys"], why=f"fixed costs dominate under {QUICK['keys']:,} keys",
                note="RssAnon growth / keys, fresh process"),
     ]
     results["figures"] = {f.name: f.as_json() for f in figures}
