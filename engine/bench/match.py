@@ -36,9 +36,9 @@ from array import array
 
 from engine.bench.common import Figure, Progress, add_size_options, pick, positive_int, report
 from engine.names import Pattern, encode_user, parse_pattern
-from engine.native.hashing import murmur3_x64_128, murmur3_x64_128_int
-from engine.native.sketch import SketchEncoder
-from engine.native.trie import SubscriptionIndex, TrieSubscriptionIndex
+
+# the C core is imported where it is timed, not here: `homestream --help` and every other command build this
+# module's parser, and should not pay for loading it
 
 COLLECTIONS = ("posts", "follows", "tags", "files")
 
@@ -127,8 +127,10 @@ def _time_match(match, events, repeat: int = 3) -> tuple[float, float]:
     return best / len(events), matches / len(events)
 
 
-def _build(work: Workload, chunk: int = 100_000, cls=SubscriptionIndex,
-           progress: Progress | None = None) -> tuple[SubscriptionIndex, float, int]:
+def _build(work: Workload, chunk: int = 100_000, cls=None,
+           progress: Progress | None = None) -> tuple[object, float, int]:
+    if cls is None:
+        from engine.native.trie import SubscriptionIndex as cls
     gc.collect()
     rss0 = _rss()
     idx = cls()
@@ -184,6 +186,8 @@ def _measure(work: Workload, events, cls, progress: Progress | None = None) -> d
 
 
 def bench_match(args, progress: Progress | None = None) -> dict:
+    from engine.native.trie import SubscriptionIndex, TrieSubscriptionIndex
+
     rng = random.Random(args.seed)
     out: dict = {}
     large = pick(args, "patterns", QUICK_PATTERNS, FULL_PATTERNS)
@@ -225,6 +229,8 @@ def bench_murmur(rounds: int = 9, number: int = 200_000) -> dict:
     moment of the machine hits them alike), median over the rounds."""
     import mmh3
 
+    from engine.native.hashing import murmur3_x64_128, murmur3_x64_128_int
+
     key = os.urandom(32)
     cases = {
         "mmh3.hash128_ns": ("f(k, 0, True, False)", mmh3.hash128),
@@ -242,6 +248,8 @@ def bench_murmur(rounds: int = 9, number: int = 200_000) -> dict:
 
 
 def bench_sketch(args) -> dict:
+    from engine.native.sketch import SketchEncoder
+
     rng = random.Random(args.seed + 7)
     d = args.differences
     keys = array("Q", (rng.getrandbits(64) for _ in range(args.sketch_keys)))

@@ -24,15 +24,13 @@ import sys
 import time
 
 import blake3
-import httpx
 
 from engine.bench.common import Figure, Progress, add_size_options, pick, positive_int, report, table
-from engine.client.sync import request_size
 from engine.names import encode_user
-from engine.native.bloom import BloomFilter, bytes_for_count
 from engine.sync import wire
-from engine.sync.collections import Collection
-from engine.sync.server import SyncService
+
+# the server side, the C core and httpx are imported where they are used: every command builds this module's
+# parser, and should not pay for loading them
 
 RESPONSE_HEAD = len(b"HTTP/1.1 200 \r\ncontent-type: application/x-homestream-sync\r\n"
                     b"access-control-allow-origin: *\r\naccess-control-expose-headers: ETag, Event-Id, Location\r\n"
@@ -61,6 +59,8 @@ class _Reg:
 
 
 def _build(n: int, progress: Progress | None = None):
+    from engine.sync.collections import Collection
+
     user = encode_user(bytes(32))
     values = [b"item-%08d" % i for i in range(n)]
     coll = Collection(user, "/pub/bench/", None)
@@ -75,6 +75,10 @@ def _build(n: int, progress: Progress | None = None):
 
 def _header_bytes(user: str) -> int:
     """Request line + headers of the client's POST /sync (httpx, as engine/client/sync.py sends it)."""
+    import httpx
+
+    from engine.client.sync import request_size
+
     c = httpx.Client()
     for name in ("user-agent", "accept-encoding", "accept"):
         c.headers.pop(name, None)
@@ -125,6 +129,8 @@ def _trial_sync(service, coll, values, missing, hdr):
 
 
 def _trial_bloom(coll, values, missing, hdr_len):
+    from engine.native.bloom import BloomFilter, bytes_for_count
+
     n = coll.count
     miss = set(missing)
     c_count = n - len(missing)
@@ -165,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"homestream bench: error: --d must be positive whole numbers, comma-separated, not {args.d!r}",
               file=sys.stderr)
         return 2
+    from engine.sync.server import SyncService
+
     progress = Progress("bench sync")
     rng = random.Random(args.seed)
     t0 = time.perf_counter()
