@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     from ..server import run as run_server
 
+    from ..errors import StorageError
+
     try:
         return run_server(settings)
-    except OSError as exc:
+    except (OSError, StorageError) as exc:  # a damaged or missing log segment refuses the start (issue 21)
         logging.getLogger("homestream.server").error("cannot start: %s", exc)
         return 1
