@@ -183,6 +183,7 @@ class Log:
         meta = _seg.read_meta(self.directory)
         self._hw = _seg.read_highwater(self.directory) or {}
         self._hw_key: tuple[int, int] | None = None  # (first seq, capacity) highwater.json covers
+        self._hw_failed: tuple[int, int] | None = None
         found, leftovers = _seg.list_directory(self.directory)
         for path in leftovers:
             self._drop_leftover(path)
@@ -345,8 +346,11 @@ class Log:
         try:
             _seg.write_highwater(self.directory, hw)
         except (StorageError, OSError) as exc:
-            logger.warning("log: cannot write highwater.json (%s); retried at the next roll or open", exc)
+            if self._hw_failed != key:  # retried at each commit, told once per segment
+                self._hw_failed = key
+                logger.warning("log: cannot write highwater.json (%s); retried at each commit", exc)
             return
+        self._hw_failed = None
         self._hw = hw
         self._hw_key = key
 

@@ -259,3 +259,36 @@ def test_merge_gaps_merges_adjacent_ranges_and_drops_those_before_history():
     assert recovery.merge_gaps([[5, 6]], [(7, 9), (20, 20)], keep_from=0) == [[5, 9], [20, 20]]
     assert recovery.merge_gaps([[5, 6], [20, 20]], [], keep_from=10) == [[20, 20]]
     assert recovery.covered(6, 9, [[5, 9]]) and not recovery.covered(4, 9, [[5, 9]])
+
+
+def test_a_segment_is_published_before_any_of_its_records_is_acknowledged(open_log, logdir, user, monkeypatch):
+    """A roll made while a commit runs (here: from inside the seal of the segment before) must not leave the
+    committed segment unpublished: open removes '.pending' files, so its acknowledged records would be lost."""
+    from engine.log.segment import Segment
+
+    log = open_log(segment_bytes=4096, fsync="always")
+    fill(log, user, 3, size=500)
+    real_seal, real_sync = Segment.seal, Segment.sync
+    synced_pending, rolled = [], []
+
+    def seal_then_roll(seg):
+        real_seal(seg)
+        if not rolled:
+            rolled.append(log.append(PUT, user, "/pub/roll2", b"y" * 3000))  # does not fit: another roll
+
+    def sync(seg):
+        if seg.pending:
+            synced_pending.append(seg.path)
+        real_sync(seg)
+
+    monkeypatch.setattr(Segment, "seal", seal_then_roll)
+    monkeypatch.setattr(Segment, "sync", sync)
+    x = log.append(PUT, user, "/pub/roll1", b"x" * 3000)  # rolls: the commit covering it seals the first segment
+    log.flush()
+    log.flush()
+    assert rolled and log.durable_seq >= rolled[0].seq > x.seq
+    assert synced_pending == []
+    monkeypatch.undo()
+    log.close()
+    log = open_log(segment_bytes=4096)
+    assert [r.seq for r in log.read_from(1)] == [1, 2, 3, 4, 5]
