@@ -277,7 +277,7 @@ class Log:
         if missing:
             first, last, before, after = missing[0]
             raise MissingSegments(self.directory, first, last,
-                                  f"no segment holds them (between {before} and {after}); nothing was changed; "
+                                  f"no segment holds them (between {before} and {after}); no record was dropped; "
                                   f"`homestream repair --data {self.directory}` accepts the loss")
 
     def _check_newest(self, segments: list[Segment], meta_next: int) -> None:
@@ -295,7 +295,7 @@ class Log:
         last = meta_next - 1 if meta_next - 1 >= max(first, newest) else None
         raise MissingSegments(self.directory, first, last,
                               f"highwater.json records a segment from seq {newest} (seqs below {bound} may have "
-                              f"been used), but {where}; nothing was changed; `homestream repair --data "
+                              f"been used), but {where}; no record was dropped; `homestream repair --data "
                               f"{self.directory}` accepts the loss and goes on from seq {max(bound, meta_next)}")
 
     def _damage(self, seg: Segment, off: int, reason: str, last_seq: int, contiguous: bool) -> DamagedSegment:
@@ -304,7 +304,7 @@ class Log:
         w = _recovery.walk(seg.mm, max(end, off + 1), start=off, last_seq=last_seq, contiguous=contiguous)
         span = w.spans[0] if w.spans else _recovery.Span(off, end, reason, last_seq, None, 1, False)
         return DamagedSegment(seg.path, off, reason, valid_after=w.count, lost=span.lost, bad_bytes=span.nbytes,
-                              hint=f"the log was not opened and nothing was changed; `homestream repair --data "
+                              hint=f"the log was not opened and no record was dropped; `homestream repair --data "
                               f"{self.directory}` keeps every valid record and moves the file aside")
 
     def _cut_torn_tail(self, seg: Segment, off: int, bad: str, contiguous: bool, meta_next: int) -> None:
@@ -322,6 +322,13 @@ class Log:
         nbytes = tail_end - off
         self.stats.truncated_bytes_total += nbytes
         self.stats.truncated_records_total += dropped_records
+        if meta_next - 1 > last:
+            # meta.json is written at close, after the last commit: these records had been acknowledged. A bad
+            # last record with nothing after it is still cut as a torn tail (the documented rule), but loudly
+            logger.error("log recovery: truncated %s at offset %d (%s): dropped %d bytes, %d record(s) (seqs %d..%d),"
+                         " acknowledged before the last clean close (meta.json); their seqs are not reused",
+                         seg.path, off, bad, nbytes, dropped_records, last + 1, meta_next - 1)
+            return
         logger.warning("log recovery: truncated %s at offset %d (%s): dropped %d bytes, %d record(s) (seqs from %d)",
                        seg.path, off, bad, nbytes, dropped_records, last + 1)
 

@@ -292,3 +292,19 @@ def test_a_segment_is_published_before_any_of_its_records_is_acknowledged(open_l
     log.close()
     log = open_log(segment_bytes=4096)
     assert [r.seq for r in log.read_from(1)] == [1, 2, 3, 4, 5]
+
+
+def test_a_bad_last_record_that_meta_json_knew_is_cut_with_an_error_naming_its_seqs(open_log, logdir, user,
+                                                                                   caplog):
+    log = open_log()
+    fill(log, user, 20)
+    path, _f, _l, end, _c = log.segments()[-1]
+    log.close()  # a clean close: meta.json says next seq 21, so seq 20 had been acknowledged
+    with open(path, "r+b") as fh:
+        fh.seek(end - 10)
+        fh.write(b"\xff" * 10)
+    with caplog.at_level(logging.WARNING, logger="homestream.log"):
+        log = open_log()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "seqs 20..20" in errors[0].getMessage() and path in errors[0].getMessage()
+    assert log.append(PUT, user, "/pub/x", b"x").seq == 21
