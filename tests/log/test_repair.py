@@ -206,3 +206,22 @@ def test_repair_refuses_while_the_log_is_open_with_one_line(tmp_path, capsys, us
     assert err.count("\n") == 1 and "open in another process" in err and "stop the server first" in err
     rc, _out, err = run_repair(capsys, tmp_path / "nowhere")
     assert rc == 1 and "is not a directory" in err
+
+
+def test_serve_on_a_damaged_log_exits_1_with_one_line_naming_file_offset_and_count(tmp_path, user):
+    import subprocess
+    import sys
+
+    from e2e.harness import free_port
+
+    data = tmp_path / "data"
+    recs, path = damaged_log(str(data), user, n=30, bad=10)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--data", str(data), "--port",
+                           str(free_port())], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(lines) == 1
+    assert f"{path} at offset {offset(recs[9])}" in lines[0] and "20 valid record(s)" in lines[0]
+    assert "homestream repair --data" in lines[0]
