@@ -46,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"homestream serve: error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
-    from ..server import run as run_server
-
     from ..errors import StorageError
+    from ..server import run as run_server
 
     try:
         return run_server(settings)
