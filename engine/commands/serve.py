@@ -1,7 +1,9 @@
 """`homestream serve`: run the homeserver. Every Settings field is a flag, generated from engine/config.py.
 
-Invariant: whatever stops the start (a bad setting or TOML file, a data directory another server holds or that
-cannot be written, a port in use) is one line on stderr saying what to do, and exit 1 (2 for bad settings).
+Invariant: whatever stops the start is one line on stderr saying what to do, never a traceback: a bad setting or
+TOML file (`homestream serve: error: ...`, exit 2, before logging starts), or, once it has, an ERROR log line
+`cannot start: ...` and exit 1 (a data directory another server holds or that cannot be written, a damaged log,
+a port in use).
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return run_server(settings)
-    except (OSError, StorageError) as exc:
-        return _fail(start_error(exc, settings), 1)
+    except (OSError, StorageError) as exc:  # a held, damaged or missing log, a port in use: one line each
+        line = " ".join(start_error(exc, settings).split())
+        logging.getLogger("homestream.server").error("cannot start: %s", line)
+        return 1
 
 
 def start_error(exc: BaseException, settings: Settings) -> str:
