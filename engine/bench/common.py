@@ -53,7 +53,7 @@ def add_size_options(parser: argparse.ArgumentParser, quick: str, full: str) -> 
     """--full (and --json, added by engine/commands/bench.py); defaults are shown by ArgumentDefaultsHelpFormatter."""
     parser.add_argument("--full", action="store_true",
                         help=f"the full run the targets are stated for ({full}) instead of the quick default "
-                             f"({quick}, about a minute)")
+                             f"({quick}: quick)")
 
 
 def pick(args: argparse.Namespace, name: str, quick: Any, full: Any) -> Any:

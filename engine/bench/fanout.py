@@ -12,12 +12,12 @@ Figures: deliveries/s, server CPU-seconds per million deliveries (from /proc/<pi
 
 Targets: burst ≥ 1,000,000 deliveries/s at ≤ 1 server CPU-s per million, nothing lost; steady p99 < 20 ms at
 ≤ 6 CPU-s per million; scale within 1.2× of the burst (stated for 1,000,000 extra subscriptions: --full);
-replay ≥ 500,000 events/s; ≤ 8 KiB of server memory per idle connection. The default run takes about a minute
+replay ≥ 500,000 events/s; ≤ 8 KiB of server memory per idle connection. The default run is the quick one
 (steady 10 s, 100,000 extra subscriptions, 100,000 replayed events, 2,000 idle connections); --full is the run
 the targets are stated for (steady 20 s, 1,000,000, 1,000,000, 10,000).
 
 examples:
-  homestream bench fanout                                  # about a minute
+  homestream bench fanout                                  # 1-6 minutes on 2 cores, as busy as they are
   homestream bench fanout --full --json > fanout.json
   homestream bench fanout --scenarios steady --plot fanout.png   # latency percentiles and CPU, as a PNG
 """

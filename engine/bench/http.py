@@ -15,10 +15,10 @@ CPU per thread (and homestream's read cache hits and misses).
 
 Targets (homestream's requests/s against its peers'): PUT ≥ 0.8× bare h11 and ≥ 1.3× Starlette; GET of every
 stored key ≥ 1.0× bare; GET of a hot set ≥ 1.0× bare. The default run takes 4 s per phase and server in 2 rounds
-(about a minute); --full takes 10 s in 5 rounds.
+(about a minute on 2 cores); --full takes 10 s in 5 rounds.
 
 examples:
-  homestream bench http                                   # about a minute
+  homestream bench http                                   # about a minute on 2 cores
   homestream bench http --full --json > http.json         # the run RESULTS.md reports
   homestream bench http --servers homestream,bare-h11 --seconds 2
 """

@@ -95,6 +95,9 @@ def _cases(w: dict) -> list[tuple[str, list[str], str, int]]:
         ("sync: folder is a file", ["sync", f"{bob}/pub/s/", plain, "--url", url], "not a folder", 1),
         ("sync: not a storage", ["sync", f"{bob}/", str(tmp / "s"), "--url", url], "storage", 2),
         ("sync: server down", ["sync", f"{bob}/pub/s/", str(tmp / "s"), "--url", dead], "cannot reach", 1),
+        # repair (when this checkout has it)
+        ("repair: data directory held by the server", ["repair", "--data", str(tmp / "data")], "stop the server", 1),
+        ("repair: not a directory", ["repair", "--data", plain], "not a directory", 1),
         # bench
         ("bench: no name", ["bench"], "name a benchmark", 2),
         ("bench: bad option value", ["bench", "log", "--records", "0"], "records", 2),
@@ -116,7 +119,11 @@ def test_every_subcommand_fails_with_one_line_and_no_traceback(world):
 
     with Client(world["url"], world["tmp"] / "alice.key") as client:  # something for `get -o` to fetch
         client.put("/pub/seeded.txt", b"seed")
-    cases = _cases(world)
+    from engine.cli import COMMANDS
+
+    cases = [c for c in _cases(world) if c[1][0] in COMMANDS or c[1][0] == "bench"]
+    cases += [(f"{name}: unknown flag", [name, "--no-such-flag"], "", 2) for name in COMMANDS]  # new ones too
+    assert {c[1][0] for c in cases} >= {"serve", "keygen", "put", "get", "rm", "ls", "tail", "sync", "bench"}
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda c: _run(c[1], world["tmp"]), cases))
     problems = []
