@@ -25,8 +25,8 @@ At the end each subscriber reads the rest of the history (`Last-Event-ID` + `liv
   increase; every expected event was received or named by a gap frame, and no received event lies inside a gap
   (so the gaps name exactly the events not received). The log itself: a replay with `after=0&live=false` must be
   a gap (what retention dropped) followed by exactly the acknowledged public events after it.
-Output (in loadtest/results/runs/, git-ignored; --out to change it): soak-<stamp>.json, soak-rss.png and soak-deliveries.png (latest run), a summary on stdout;
-exit status 0 only when every check passed.
+Output (in loadtest/results/runs/, git-ignored; --out to change it): soak-<stamp>.json, soak-rss.png and
+soak-deliveries.png (latest run), a summary on stdout; exit status 0 only when every check passed.
 
   python -m loadtest.soak                 # 10 minutes
   python -m loadtest.soak --minutes 1 --retention-bytes 2097152

@@ -64,7 +64,7 @@ def pick(args: argparse.Namespace, name: str, quick: Any, full: Any) -> Any:
     return full if getattr(args, "full", False) else quick
 
 
-# ---------------------------------------------------------------- progress: engine/client/progress.py (sync uses it too)
+# ---------------------------------------------------------------- progress: engine/client/progress.py (sync too)
 
 
 # ---------------------------------------------------------------- figures, verdicts, tables
