@@ -2,8 +2,9 @@
 
 Signed like a write (signed path `/signup`, empty body, replay-protected); answers 201 with `{"user": ...}`.
 Order: parameters (400), auth (401), the client's request rate (429), then the token: unknown, used or revoked
-→ 403. With `--signup open` the token is not needed (the user is recorded, so a later switch to `token` or
-`closed` keeps them); with `closed` every signup is 403. Invariant: a token is spent exactly once, and the
+→ 403. With `--signup open` it answers 201 and records nothing (anyone may write; a user holding data keeps
+writing after a switch to `token` or `closed`, so open signups need no memory that strangers could fill); with
+`closed` every signup is 403. Invariant: a token is spent exactly once, and the
 spending is on disk (engine/policy/users.py) before the 201 leaves.
 """
 
@@ -31,10 +32,8 @@ def signup(app: "App", request: Request, param: str) -> Response:
     table = policy.table
     if policy.mode == "token":
         refusal = None if table.use_token(token, user) else signup_refusal("token", False)
-    else:
+    else:  # open: nothing to record (anyone may write; users holding data keep writing after a switch)
         refusal = signup_refusal(policy.mode, True)
-        if refusal is None:
-            table.sign_up(user)
     if refusal is not None:
         raise Forbidden(refusal)
     return json_response(201, {"user": user})

@@ -374,3 +374,11 @@ def test_deleting_a_user_emits_one_del_per_key(start, alice, bob):
     assert httpx.get(f"{srv.url}/{alice.user}/pub/a").status_code == 404
     assert [u["user"] for u in admin(srv.url, "GET", "users").json()["users"]] == [bob.user]
     reader.close()
+
+
+def test_open_signup_needs_no_token_and_records_nothing(start, alice):
+    srv = start()
+    assert signup(srv.url, alice, None).status_code == 201
+    assert srv.call(lambda: set(srv.app.policy.table.signed_up)) == set()
+    assert not (srv.settings.data_path / "users.journal").exists()
+    assert admin(srv.url, "GET", "users").json() == {"users": []}
