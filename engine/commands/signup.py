@@ -7,12 +7,14 @@ you the token (`homestream admin token`). Exit 0 when the server answered 201.
 from __future__ import annotations
 
 import argparse
+import time
 from urllib.parse import quote
 
 import httpx
 
 from ..client.cli_common import add_client_options, make_client, report
 from ..client.errors import ApiError, ConnectionFailed
+from ..http.auth import sign_request
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     def body() -> int:
         client = make_client(args, need_key=True)
-        auth = client.signer.authorization("POST", "/signup", b"")
-        target = "/signup" + (f"?token={quote(args.token, safe='')}" if args.token else "")
+        target = client.url.rstrip("/") + "/signup" + (f"?token={quote(args.token, safe='')}" if args.token else "")
         try:
-            resp = httpx.post(client.url.rstrip("/") + target, headers={"authorization": auth}, timeout=30)
+            for attempt in range(3):  # the same signup signed in the same second is a replay: move a second on
+                auth = sign_request(client.signer.key, "POST", "/signup", b"", int(time.time()) + attempt)
+                resp = httpx.post(target, headers={"authorization": auth}, timeout=30)
+                if resp.status_code != 401 or b'"replayed"' not in resp.content:
+                    break
         except httpx.HTTPError as exc:
             raise ConnectionFailed(f"cannot reach {client.url}: {exc}") from None
         finally:
