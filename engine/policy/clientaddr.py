@@ -85,11 +85,12 @@ class ClientAddress:
     def of(self, peer: Any, forwarded: bytes | None) -> str:
         """The key of the client: `peer` is the socket's peername (or None), `forwarded` the raw
         X-Forwarded-For header value (or None)."""
-        host = peer[0] if peer else None
-        if not host:
+        if not peer:
             return UNKNOWN
+        host = peer[0]
         if forwarded is None or not self.networks or not self.trusted(host):
-            return self.key(host)
+            k = self._keys.get(host)  # the common case: one lookup, no call
+            return k if k is not None else self.key(host)
         entries = [e.strip() for e in forwarded.decode("latin-1").split(",")]
         entries = [e for e in entries if e]
         if not entries:
