@@ -18,15 +18,12 @@ from __future__ import annotations
 import hmac
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import NotFound, Unauthorized
 from ..http.message import Request, Response, json_response
 from ..http.router import MethodNotAllowed
 from ..names import decode_user
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger("homestream.admin")
 
@@ -41,7 +38,7 @@ def load_secret(path: str) -> bytes:
     return secret
 
 
-def admin(app: "App", request: Request, param: str) -> Response:
+def admin(app: Any, request: Request, param: str) -> Response:
     secret = app.admin_secret
     if secret is None:
         raise NotFound("no resource here: the admin API is off (start with --admin-secret-file)")
@@ -72,7 +69,7 @@ def admin(app: "App", request: Request, param: str) -> Response:
     raise NotFound(f"no admin resource at {request.path}")
 
 
-def delete_user(app: "App", user: str) -> int:
+def delete_user(app: Any, user: str) -> int:
     """Delete every key of `user` (one DEL record and event each) and forget their signup; the last seq."""
     keyspace = app.keyspace
     last = 0
