@@ -73,7 +73,10 @@ class Policy:
     def admit_write(self, owner: str) -> None:
         """Right after a write's signature was accepted: signup, then rate (raises Forbidden / RateLimited)."""
         table = self.table
+        table.maybe_refresh()  # other workers' disables reach this one within a second
         if owner in table.disabled or (self.mode != "open" and owner not in table.signed_up):
+            if owner not in table.disabled:
+                table.refresh()  # a signup answered by another worker a moment ago
             reason = write_refusal(self.mode, disabled=owner in table.disabled, signed_up=owner in table.signed_up,
                                    has_data=self.keyspace.has_user(owner))
             if reason is not None:
@@ -127,6 +130,7 @@ class Policy:
 
     def users(self) -> list[dict]:
         ks, table = self.keyspace, self.table
+        table.refresh()
         names = set(ks.users()) | table.signed_up | table.disabled
         return [{"user": u, "bytes": ks.live_bytes(u), "keys": ks.user_keys(u), "disabled": u in table.disabled}
                 for u in sorted(names)]

@@ -10,21 +10,28 @@ point leaves either the old or the new file whole.
 Tokens are never stored, only their SHA-256 (a copy of the data directory does not leak usable tokens). A token
 is outstanding from `issue` until it is used (by one signup) or revoked; anything else is unknown.
 
-Invariants: the in-memory state is always the replay of the journal's valid lines; a write that fails (OSError)
-changes nothing in memory and is raised to the caller; nothing here runs unless a change is asked for, so a
-server that never uses signups never creates the file.
+Several processes (serve --workers) may share the table: changes are decided and appended under a file lock,
+and each process catches up with the others' lines (see the "disk" section below).
+
+Invariants: the in-memory state is always the replay of a prefix of the journal's valid lines; a write that
+fails (OSError) changes nothing in memory and is raised to the caller; nothing is created on disk until a
+change is asked for, so a server that never uses signups never creates the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import time
 import zlib
 from pathlib import Path
 
 FILE_NAME = "users.journal"
+LOCK_NAME = "users.lock"
+REFRESH_SECONDS = 1.0  # how stale another process's change may be when nothing forces a catch-up
 
 
 def token_digest(token: str) -> str:
@@ -64,6 +71,9 @@ class UserTable:
         self.tokens: set[str] = set()  # digests of outstanding tokens
         self.lines = 0
         self.dropped_bytes = 0  # torn tail cut at open
+        self._ino = 0  # the journal file we have read, and how far (whole lines)
+        self._offset = 0
+        self._next_check = 0.0
 
     @classmethod
     def open(cls, directory: str | os.PathLike) -> "UserTable":
@@ -100,87 +110,146 @@ class UserTable:
 
     def issue_token(self) -> str:
         token = new_token()
-        self._commit({"op": "token", "digest": token_digest(token)})
+        self._change(lambda: {"op": "token", "digest": token_digest(token)})
         return token
 
     def revoke_token(self, token: str) -> bool:
         """True when the token was outstanding."""
         digest = token_digest(token)
-        if digest not in self.tokens:
-            return False
-        self._commit({"op": "revoke", "digest": digest})
-        return True
+        return self._change(lambda: {"op": "revoke", "digest": digest} if digest in self.tokens else None)
 
     def use_token(self, token: str, user: str) -> bool:
         """Spend an outstanding token on `user`'s signup; False (nothing changed) when unknown, used or revoked."""
         digest = token_digest(token)
-        if digest not in self.tokens:
-            return False
-        self._commit({"op": "use", "digest": digest, "user": user})
-        return True
+        return self._change(lambda: {"op": "use", "digest": digest, "user": user} if digest in self.tokens
+                            else None)
 
     def sign_up(self, user: str) -> None:
-        if user not in self.signed_up:
-            self._commit({"op": "signup", "user": user})
+        self._change(lambda: {"op": "signup", "user": user} if user not in self.signed_up else None)
 
     def forget(self, user: str) -> None:
-        if user in self.signed_up:
-            self._commit({"op": "forget", "user": user})
+        self._change(lambda: {"op": "forget", "user": user} if user in self.signed_up else None)
 
     def set_disabled(self, user: str, disabled: bool) -> None:
-        if disabled != (user in self.disabled):
-            self._commit({"op": "disable" if disabled else "enable", "user": user})
+        op = "disable" if disabled else "enable"
+        self._change(lambda: {"op": op, "user": user} if disabled != (user in self.disabled) else None)
 
-    # ---- disk ----
+    # ---- disk: shared by every process serving this data directory ----
+    #
+    # Changes are made under an exclusive flock of `users.lock`: catch up with the file (other processes'
+    # changes), decide on the fresh state, append one whole line with one write(), fsync. So a token is spent
+    # once even when two workers are asked at the same moment, and a reader that catches up without the lock
+    # sees whole lines only (it stops before a line still being written). Compaction renames a new file over
+    # the journal: a reader notices the new inode and replays it from the start.
 
-    def _commit(self, entry: dict) -> None:
-        line = encode_line(entry)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def _change(self, decide) -> bool:
+        """Under the lock: catch up, then append and apply decide()'s entry (None: nothing to do)."""
+        with self._locked():
+            self.refresh()
+            entry = decide()
+            if entry is None:
+                return False
+            line = encode_line(entry)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(self.directory)
+            self.lines += 1
+            self._apply(entry)
+            self._ino, self._offset = st.st_ino, self._offset + len(line)
+            return True
+
+    def _locked(self):
+        return _FileLock(self.directory / LOCK_NAME)
+
+    def maybe_refresh(self) -> None:
+        """Catch up with other processes' changes, at most once a second (a clock read otherwise)."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + REFRESH_SECONDS
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Apply the whole lines appended since we last read; replay all of a file that was compacted."""
         try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_dir(self.directory)
-        self.lines += 1
-        self._apply(entry)
-
-    def _load(self) -> None:
-        try:
-            data = self.path.read_bytes()
+            fh = open(self.path, "rb")
         except FileNotFoundError:
             return
-        good = 0
+        with fh:
+            st = os.fstat(fh.fileno())
+            if st.st_ino != self._ino:
+                self._reset()
+                self._ino = st.st_ino
+            elif st.st_size <= self._offset:
+                return
+            fh.seek(self._offset)
+            data = fh.read()
         for line in data.splitlines(keepends=True):
             entry = decode_line(line)
             if entry is None:
                 break
             self._apply(entry)
-            good += len(line)
+            self._offset += len(line)
             self.lines += 1
-        if good < len(data):
-            self.dropped_bytes = len(data) - good
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good)
-                fh.flush()
-                os.fsync(fh.fileno())
-        live = len(self.signed_up) + len(self.disabled) + len(self.tokens)
-        if self.lines > 2 * live + 64:
-            self.compact()
+
+    def _reset(self) -> None:
+        self.signed_up, self.disabled, self.tokens = set(), set(), set()
+        self.lines = self._offset = 0
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self._locked():
+            self.refresh()
+            size = self.path.stat().st_size
+            if self._offset < size:  # a torn or corrupt tail: appends hold the lock, so only a crash leaves one
+                self.dropped_bytes = size - self._offset
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(self._offset)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            live = len(self.signed_up) + len(self.disabled) + len(self.tokens)
+            if self.lines > 2 * live + 64:
+                self.compact()
 
     def compact(self) -> None:
-        """Rewrite the journal as the state it describes (temp + fsync + rename + fsync dir)."""
+        """Rewrite the journal as the state it describes (temp + fsync + rename + fsync dir); under the lock."""
         entries = self._snapshot()
+        data = b"".join(encode_line(e) for e in entries)
         tmp = self.path.with_name(FILE_NAME + ".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(b"".join(encode_line(e) for e in entries))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            ino = os.fstat(fh.fileno()).st_ino
         os.replace(tmp, self.path)
         _fsync_dir(self.directory)
-        self.lines = len(entries)
+        self.lines, self._ino, self._offset = len(entries), ino, len(data)
+
+
+class _FileLock:
+    """An exclusive flock on a small lock file beside the journal, for one change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> "_FileLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -78,3 +78,31 @@ def test_a_long_journal_is_compacted_atomically_at_open(tmp_path):
     assert t2.lines == 1 and t2.signed_up == {U2} and t2.disabled == set()
     assert not os.path.exists(tmp_path / (FILE_NAME + ".tmp"))
     assert UserTable.open(tmp_path).signed_up == {U2}
+
+
+def test_two_processes_share_one_table_and_a_token_is_spent_once(tmp_path):
+    a = UserTable.open(tmp_path)  # two workers serving one data directory
+    b = UserTable.open(tmp_path)
+    token = a.issue_token()
+    assert b.use_token(token, U1)  # b catches up under the lock before deciding
+    assert not a.use_token(token, U2)  # and a sees it spent
+    assert a.signed_up == {U1} and U2 not in a.signed_up
+    b.set_disabled(U2, True)
+    assert U2 not in a.disabled  # not yet read ...
+    a.refresh()
+    assert U2 in a.disabled  # ... until a catches up (at most a second later in a serving process)
+
+
+def test_a_compaction_by_another_process_is_replayed_whole(tmp_path):
+    a = UserTable.open(tmp_path)
+    for _ in range(50):
+        a.set_disabled(U1, True)
+        a.set_disabled(U1, False)
+    a.sign_up(U2)
+    c = UserTable.open(tmp_path)  # compacts at open: renames a new file over the journal
+    assert c.lines == 1
+    a.refresh()
+    assert a.signed_up == {U2} and a.disabled == set() and a.lines == 1
+    c.set_disabled(U1, True)
+    a.refresh()
+    assert a.disabled == {U1}
