@@ -241,7 +241,7 @@ class _FileLock:
         self.fd = -1
 
     def __enter__(self) -> "_FileLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
