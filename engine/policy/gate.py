@@ -81,14 +81,12 @@ class Policy:
                                    has_data=self.keyspace.has_user(owner))
             if reason is not None:
                 self.pending = None
-                self.refused["forbidden"] += 1
                 raise Forbidden(reason)
         self.check_pending()
         limiter = self.user_writes
         if limiter is not None:
             wait = limiter.take(owner)
             if wait:
-                self.refused["rate_limited"] += 1
                 raise RateLimited(f"more than {limiter.rate:g} writes per second by {owner}", wait)
 
     def check_pending(self) -> None:
@@ -96,29 +94,27 @@ class Policy:
         refusal = self.pending
         if refusal is not None:
             self.pending = None
-            self.refused["rate_limited"] += 1
             raise refusal
 
     def settle(self, exc: ClientError) -> ClientError:
         """The error to answer: `exc`, unless a pending refusal comes before it in SPEC order."""
         refusal = self.pending
-        if refusal is None or exc.status in _BEFORE_RATE or exc.status == 403:
-            return exc
-        self.refused["rate_limited"] += 1
-        return refusal
+        if refusal is not None and exc.status not in _BEFORE_RATE and exc.status != 403:
+            exc = refusal
+        if exc.code in self.refused:  # forbidden, rate_limited, quota_exceeded: counted once, as answered
+            self.refused[exc.code] += 1
+        return exc
 
     def finish(self, request: Any, response: Any, stream_type: type) -> Any:
         """The response a read handler gave, unless a refusal comes first; streams are counted here."""
         refusal = self.pending
         if refusal is not None:
             self.pending = None
-            self.refused["rate_limited"] += 1
             raise refusal
         counter = self.streams
         if counter is not None and type(response) is stream_type:
             client = self.client
             if counter.full(client):
-                self.refused["rate_limited"] += 1
                 raise RateLimited(f"more than {counter.limit} open streams from {client}", 1)
             response.start = _counted(response.start, counter, client)
         return response

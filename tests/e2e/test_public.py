@@ -253,6 +253,9 @@ def test_order_signup_before_rate_before_quota_auth_and_names_first(start, alice
     assert r.status_code == 400 and last_seq(srv) == before  # names first
     clock.advance(1)
     refused(srv, put(srv.url, alice, "/pub/b", b"x"), 507, "quota_exceeded", before)
+    metrics = httpx.get(srv.url + "/metrics").text
+    for name in ("forbidden", "rate_limited", "quota_exceeded"):  # each refusal counted once, as answered
+        assert f"homestream_policy_{name}_total 1\n" in metrics, metrics
 
 
 def test_ip_request_bucket_counts_every_request_and_keeps_spec_order(start, alice):
