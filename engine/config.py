@@ -95,6 +95,14 @@ class Settings:
         from .policy.clientaddr import parse_networks
 
         parse_networks(self.trusted_proxies)  # ValueError naming a bad range
+        if self.admin_secret_file:
+            try:
+                secret = Path(self.admin_secret_file).read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"admin_secret_file: cannot read {self.admin_secret_file}: {exc.strerror}") from None
+            if not secret:
+                raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
+                                 "(make a secret with: openssl rand -hex 32)")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
