@@ -45,6 +45,7 @@ def srv(tmp_path):
     server.stop()
 
 
+@pytest.mark.hard_timeout(60)  # a dozen commands against a real server, on a shared 2-core machine
 def test_token_signup_users_disable_enable_delete_from_the_command_line(srv, tmp_path, alice):
     opts = ["--url", srv.url, "--admin-secret-file", srv.secret_file]
     token = cli("admin", "token", *opts)
@@ -74,6 +75,7 @@ def test_token_signup_users_disable_enable_delete_from_the_command_line(srv, tmp
     assert r.returncode == 1 and "403" in r.stderr
 
 
+@pytest.mark.hard_timeout(60)
 def test_bad_secret_is_exit_1_and_bad_usage_exit_2(srv, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("nope-nope-nope-nope")
