@@ -385,3 +385,26 @@ def test_open_signup_needs_no_token_and_records_nothing(start, alice):
     assert srv.call(lambda: set(srv.app.policy.table.signed_up)) == set()
     assert not (srv.settings.data_path / "users.journal").exists()
     assert admin(srv.url, "GET", "users").json() == {"users": []}
+
+
+def test_a_big_user_is_deleted_in_batches_with_every_del_event(start, alice, monkeypatch):
+    from engine.admin import api as admin_api
+
+    monkeypatch.setattr(admin_api, "DELETE_BATCH", 7)
+    srv = start()
+    paths = [f"/pub/many/{i:03d}" for i in range(30)]
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        for p in paths:
+            target = f"/{alice.user}{p}"
+            assert c.put(target, content=b"v", headers={"authorization": alice.auth("PUT", target, b"v")}
+                         ).status_code == 201
+    w = Watch(srv)
+    before = last_seq(srv)
+    r = admin(srv.url, "DELETE", f"users/{alice.user}")
+    assert r.status_code == 204
+    assert last_seq(srv) == before + 30  # answered only after the last batch
+    got = events(w.reader.read_frames(30))
+    assert [(e["event"], e["path"], e["seq"]) for e in got] == [("DEL", p, before + 1 + i) for i, p in
+                                                                 enumerate(paths)]
+    assert srv.call(lambda: srv.app.keyspace.has_user(alice.user)) is False
+    w.close()
