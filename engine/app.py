@@ -88,6 +88,11 @@ class App:
         return self._dispatch(request, target_error)
 
     def _dispatch(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
+        response = self._run(request, target_error)
+        self.auth.settle(response.status < 300)  # a refused request leaves its signature unused (auth.py)
+        return response
+
+    def _run(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
         try:
             if target_error is not None:
                 raise target_error

@@ -197,6 +197,8 @@ def parse_resume_point(text: str) -> int:
             raise InvalidName(f"invalid event id {text!r}: seq beyond 2^64-1")
         return value
     if _DECIMAL.match(head):
+        if len(head.lstrip("0")) > 20:  # past 2^64-1 (and past what int() converts in Python 3.11)
+            raise InvalidName(f"invalid seq {text[:40]!r}...: beyond 2^64-1")
         value = int(head)
         if value > MAX_SEQ:
             raise InvalidName(f"invalid seq {text!r}: beyond 2^64-1")
