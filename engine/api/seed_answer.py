@@ -121,35 +121,44 @@ class Producer:
         self.limit = limit
         self.count = 0
         self.last: tuple[int, str] | None = None  # (seq, user) of the last item made
+        self.pending: list[tuple[int, bytes]] = []  # picked by the current cursor, not yet made (reversed)
         self.done = not self.cursors
 
     def slice(self, budget: int) -> list[bytes]:
         out: list[bytes] = []
         size = 0
         scanned = 0
-        while self.cursors and size < budget and scanned < SCAN_SLOTS:
+        while size < budget:
             if self.limit is not None and self.count >= self.limit:
                 self.cursors.clear()
+                self.pending.clear()
                 break
-            cur = self.cursors[0]
-            picked, done = cur.batch(min(1024, SCAN_SLOTS - scanned))
-            scanned += 1024
-            t = cur.t
-            for seq, digest in picked:
-                try:
-                    value = t.coll.read(digest)
-                except KeyError:
-                    continue  # deleted since the batch was picked
-                data = self.encode(t, seq, digest, bytes(value))
-                out.append(data)
-                size += len(data)
-                self.count += 1
-                self.last = (seq, t.user)
-                if self.limit is not None and self.count >= self.limit:
-                    done = True
+            if not self.pending:
+                if not self.cursors or scanned >= SCAN_SLOTS:
                     break
-            if done:
+                picked, finished = self.cursors[0].batch(1024)
+                scanned += 1024
+                self.pending = picked[::-1]
+                if finished:
+                    self.pending.insert(0, (-1, b""))  # popped last: the end of this cursor, after its items
+                continue
+            seq, digest = self.pending.pop()
+            t = self.cursors[0].t
+            if seq < 0:
                 self.cursors.pop(0)
+                continue
+            try:
+                value = t.coll.read(digest)
+            except KeyError:
+                continue  # deleted since the batch was picked
+            data = self.encode(t, seq, digest, bytes(value))
+            out.append(data)
+            size += len(data)
+            self.count += 1
+            self.last = (seq, t.user)
+        if self.limit is not None and self.count >= self.limit:
+            self.cursors.clear()
+            self.pending.clear()
         self.done = not self.cursors
         return out
 

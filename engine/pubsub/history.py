@@ -24,6 +24,15 @@ _scanner: Scanner | None = None  # one hits buffer for the event loop (used sync
 HITS = 4096
 
 
+class Totals:
+    """Records examined by history scans in this process (the metric homestream_history_records_examined_total)."""
+
+    examined = 0
+
+
+TOTALS = Totals()
+
+
 @dataclass(slots=True)
 class HistoryPage:
     records: list[Any] = field(default_factory=list)
@@ -53,6 +62,7 @@ def scan(log: Any, start: int, until: int, filt: ScanFilter, *, budget: int, max
             for h in hits:
                 records.append(decode_at(view, off + h, verify=False)[0])
             page.examined += n
+            TOTALS.examined += n
             if seq:
                 page.last = seq
             off += consumed
