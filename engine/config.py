@@ -67,8 +67,8 @@ class Settings:
                                "(24 bytes each); below that the budget is 2 x the server's item count + 256")
     sync_session_bytes: int = _f(32 * MiB, "memory for the symbols /sync sessions keep between rounds, all "
                                  "sessions together (bytes); the oldest sessions are dropped past it")
-    history_scan_records: int = _f(100_000, "most log records one /events/ page or reverse /events-stream examines, "
-                                   "and one loop turn of a stream's history; past it the answer stops early")
+    history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
+                                   "examines; past it the answer stops early, with a cursor to go on from")
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
