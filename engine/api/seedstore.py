@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 JSON_CONTENT_TYPE = "application/json"
-WHOLE_ANSWER_BYTES = 1 << 20  # a /get answer up to this is sent whole (Content-Length); past it, streamed
+WHOLE_ANSWER_BYTES = 64 * 1024  # a /get answer up to this is sent whole (Content-Length); past it, streamed
 
 
 # ---- parameters ----

@@ -25,7 +25,7 @@ from .sse import END_OF_BODY, chunk
 
 log = logging.getLogger("homestream.http")
 
-SLICE_BYTES = 256 * 1024
+SLICE_BYTES = 64 * 1024
 
 
 class PacedBody:
