@@ -58,7 +58,8 @@ class Settings:
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
     # request cost bounded by the server's data (issue 21: seed API, /sync, history endpoints)
-    seed_max_storages: int = _f(64, "most distinct storages one /get names (a repeated storage counts once); more is 400")
+    seed_max_storages: int = _f(64, "most distinct storage entries in one /get (an exact repeat counts once); "
+                                "more is 400")
     seed_max_filters: int = _f(64, "most bloomFilters one /get carries; more is 400")
     seed_max_hashes: int = _f(10000, "most content hashes one /get lists, in all its storages; more is 400")
     bloom_max_count: int = _f(1_000_000, "largest /bloom count a client may claim past the storage's own item count; "

@@ -143,6 +143,20 @@ def dumps_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _raw_key(spec: Any) -> Any:
+    """A hashable form of an entry exactly as written (None when it has none: it is then parsed every time)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        hashes = spec.get("hashes")
+        try:
+            return (spec.get("id"), spec.get("bloomFilter"), spec.get("k"),
+                    tuple(hashes) if isinstance(hashes, list) else hashes)
+        except TypeError:
+            return None
+    return None
+
+
 def _target(spec: Any, k: int) -> Target:
     if isinstance(spec, str):
         ident, user, dir_path = storage_id(spec)
@@ -168,9 +182,10 @@ def _decode(t: Target, k: int) -> None:
 
 
 def _targets(params: dict[str, Any], settings: Any) -> list[Target]:
-    """The storages a /get names, each once: a storage named again with the same filter and hashes is the same
-    storage (merged); with another filter or other hashes it is 400. Counted against seed_max_storages,
-    seed_max_filters and seed_max_hashes before any filter is decoded."""
+    """The storages a /get names, each once: an entry repeated exactly is skipped at the cost of a set lookup; a
+    storage named again (another spelling) with the same filter and hashes is merged; with another filter or
+    other hashes it is 400. Distinct entries count against seed_max_storages, then filters and hashes against
+    seed_max_filters and seed_max_hashes, all before any filter is decoded."""
     k = parse_k(params.get("k"))
     items = params.get("items")
     if items is not None:
@@ -184,7 +199,17 @@ def _targets(params: dict[str, Any], settings: Any) -> list[Target]:
             raise BadRequest("name a storage with id=<storage> (or items=...)")
         specs = [{key: params[key] for key in ("id", "bloomFilter", "hashes") if key in params}]
     by_storage: dict[tuple[str, str], tuple[Target, str]] = {}
+    written: set[Any] = set()  # entries as written: an exact repeat costs one set lookup, nothing is parsed again
+    distinct = 0
     for spec in specs:
+        raw = _raw_key(spec)
+        if raw is not None:
+            if raw in written:
+                continue
+            written.add(raw)
+        distinct += 1
+        if distinct > settings.seed_max_storages:  # distinct entries: a storage written differently counts again
+            raise BadRequest(f"at most {settings.seed_max_storages} storages in one request")
         t = _target(spec, k)
         key = _spec_key(spec)
         seen = by_storage.get((t.user, t.dir))
@@ -193,8 +218,6 @@ def _targets(params: dict[str, Any], settings: Any) -> list[Target]:
                 raise BadRequest(f"storage {t.user}{t.dir} is named twice with different filters or hashes")
             continue
         by_storage[(t.user, t.dir)] = (t, key)
-        if len(by_storage) > settings.seed_max_storages:
-            raise BadRequest(f"at most {settings.seed_max_storages} storages in one request")
     targets = [t for t, _ in by_storage.values()]
     filters = sum(1 for t in targets if isinstance(t.raw, dict) and t.raw.get("bloomFilter") is not None)
     if filters > settings.seed_max_filters:
