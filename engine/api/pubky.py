@@ -106,7 +106,7 @@ def events_stream(app: "App", request: Request, param: str) -> StreamResponse:
     hub = app.hub
     if reverse:
         budget = app.settings.history_scan_records
-        return StreamResponse(200, list(SSE_HEADERS),
+        return StreamResponse(200, [*SSE_HEADERS, (b"connection", b"close")],  # the body ends with the connection
                               lambda conn: _reverse(app, conn, users, prefix, reader, limit, budget))
     patterns = [Pattern(f"{u}{prefix}*", u, prefix, True) for u in users]
     after = min(users.values())

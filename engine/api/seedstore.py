@@ -303,7 +303,8 @@ def seed_get(app: "App", request: Request, param: str) -> Response | StreamRespo
     def start(conn: Any) -> PacedBody:
         return PacedBody(conn, body.piece, chunked=chunked).start(head)
 
-    return StreamResponse(200, [(b"content-type", b"application/json")], start, last)
+    # the body ends with the connection (a StreamResponse takes it over): say so, or a client reuses it
+    return StreamResponse(200, [(b"content-type", b"application/json"), (b"connection", b"close")], start, last)
 
 
 def seed_bloom(app: "App", request: Request, param: str) -> Response:

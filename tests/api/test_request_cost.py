@@ -84,8 +84,12 @@ def test_a_large_get_answer_is_streamed_in_chunks_not_built_whole(server, alice)
         assert r.status_code == 200
         assert r.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.headers
         body = r.read()
+        assert r.headers.get("connection") == "close"  # the connection ends with it: no client reuses it
     doc = strict(body.decode())
     assert [i["value"]["n"] for i in doc["items"]] == list(range(40))
+    with httpx.Client() as c:  # a keep-alive client goes on after a streamed answer (on a new connection)
+        assert len(c.get(server.url + "/get", params={"id": storage}).json()["items"]) == 40
+        assert c.get(server.url + "/healthz").status_code == 200
     # small answers keep Content-Length (and the connection)
     items_in(server, alice.user, "/pub/small/", [b"1"])
     r = httpx.get(server.url + "/get", params={"id": f"{alice.user}/pub/small/"})
