@@ -7,7 +7,11 @@ collections.py). What must stay true:
 - a private storage is read only with its owner's signature: HS1 over (method, decoded request path `/get` or
   `/bloom`, content hash of the body, empty for GET); streams also take it as `auth=`;
 - the SSE form of /get takes the items with seq <= the hub's published seq from the collection and everything
-  newer from the live fan-out, so nothing is sent twice or skipped at the switch; it ends with `event: end`.
+  newer from the live fan-out, so nothing is sent twice or skipped at the switch; it ends with `event: end`;
+- what a request costs is bounded by the server's data and settings, never by the client's claims: exact repeats
+  of an entry cost a set lookup, distinct entries, filters and hashes are capped (seed_max_*), an answer past
+  WHOLE_ANSWER_BYTES is made a slice at a time while the client reads (engine/api/seed_answer.py,
+  engine/http/paced.py), and a /bloom count past both the storage's count and bloom_max_count is 400.
 """
 
 from __future__ import annotations
