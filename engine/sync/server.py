@@ -194,13 +194,13 @@ class SyncService:
                 items = [read(digest_at(slot), slot) for slot in map(index.__getitem__, result.only_a)]
                 client.close()
                 return wire.SyncResponse(wire.COMPLETE, items=items, extra=list(result.only_b), **base)
+            have = len(client)
+            if have >= cap:  # more symbols will not be used: need == have tells the client to take the exact list
+                client.close()
+                return wire.SyncResponse(wire.MORE, token=bytes(wire.TOKEN_BYTES), have=have, need=have, **base)
             need = estimate_need(diff, result, m, coll.count - req.count)
         finally:
             diff.close()
-        have = len(client)
-        if have >= cap:  # more symbols will not be used: need == have tells the client to take the exact list
-            client.close()
-            return wire.SyncResponse(wire.MORE, token=bytes(wire.TOKEN_BYTES), have=have, need=have, **base)
         # at least 20% more each round, so a low estimate cannot make the rounds crawl
         need = min(max(need, have + max(8, have // 5)), cap)
         token = self.sessions.put(coll, client)
