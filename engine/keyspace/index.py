@@ -216,16 +216,7 @@ class Keyspace:
             raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
         digest = content_digest(value)
         rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
-        user_b, path_b = self._key(user, path)
-        d = self._users.get(user_b)
-        if d is None:
-            d = self._users[user_b] = {}
-        created = path_b not in d
-        d[path_b] = rec.loc
-        if created:
-            sp = self._sorted.get(user_b)
-            if sp is not None:
-                insort(sp, path_b)
+        created = self._point(user, path, rec)
         for fn in self._listeners:
             fn(PUT, user, path, rec)
         return rec, created
@@ -237,6 +228,48 @@ class Keyspace:
         if d is None or path_b not in d:
             return None
         rec = self.log.append(DEL, user, path, ts=ts)
+        self._unpoint(user_b, path_b)
+        for fn in self._listeners:
+            fn(DEL, user, path, rec)
+        return rec
+
+    def apply(self, rec: Record) -> None:
+        """Point the index at a record appended elsewhere (a follower: engine/follower/), exactly as put and
+        delete do after their own append, listeners included. Records must come in seq order, each once."""
+        if rec.kind == PUT:
+            self._point(rec.user, rec.path, rec)
+        else:
+            user_b, path_b = self._key(rec.user, rec.path)
+            if not self._unpoint(user_b, path_b):
+                return
+        for fn in self._listeners:
+            fn(rec.kind, rec.user, rec.path, rec)
+
+    def rebuild(self, load: Callable[[Callable], None]) -> None:
+        """Forget the index and refill it from load(visitor) (a follower re-reading the log after the writer's
+        retention moved records). Listeners are not called: what they keep is derived from the same records."""
+        self._users.clear()
+        self._sorted.clear()
+        load(self._visit)
+        self._drop_empty()
+
+    def _point(self, user: str, path: str, rec: Record) -> bool:
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        if d is None:
+            d = self._users[user_b] = {}
+        created = path_b not in d
+        d[path_b] = rec.loc
+        if created:
+            sp = self._sorted.get(user_b)
+            if sp is not None:
+                insort(sp, path_b)
+        return created
+
+    def _unpoint(self, user_b: bytes, path_b: bytes) -> bool:
+        d = self._users.get(user_b)
+        if d is None or path_b not in d:
+            return False
         del d[path_b]
         sp = self._sorted.get(user_b)
         if sp is not None:
@@ -246,9 +279,7 @@ class Keyspace:
         if not d:
             del self._users[user_b]
             self._sorted.pop(user_b, None)
-        for fn in self._listeners:
-            fn(DEL, user, path, rec)
-        return rec
+        return True
 
     # ---- retention ----
 
