@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .api import ops, storage
 from .api.read_cache import ReadCache
+from .api.writes import LocalWrites
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
@@ -48,6 +49,8 @@ class App:
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        self.writes: Any = LocalWrites(keyspace)  # where writes are applied (a worker forwards them to the writer)
+        self.fresh: Callable[[], None] | None = None  # a follower's catch-up, run before each request (workers)
         if settings.read_cache_bytes > 0 and keyspace is not None:
             cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)
             m = self.metrics

@@ -89,8 +89,11 @@ class ReplayMemory:
 
     def check_and_remember(self, signature: bytes, timestamp: int, now: float) -> bool:
         """True if new (and now remembered), False if it was already accepted."""
+        return self.check_digest(signature[:16], timestamp, now)  # ed25519's R: unique per (key, message)
+
+    def check_digest(self, digest: bytes, timestamp: int, now: float) -> bool:
+        """`check_and_remember` for a signature's 16-byte digest (the writer of `serve --workers N` gets only it)."""
         self._forget(now)
-        digest = signature[:16]  # ed25519's R: unique per (key, message) for a deterministic signer
         if digest in self._seen:
             return False
         self._seen.add(digest)
@@ -128,6 +131,10 @@ class Authenticator:
         self.clock = clock
         self.replay = ReplayMemory(skew)
         self._checked: Checked | None = None  # the answer `remember`ed for the request being handled
+        # serve --workers N: the replay check of a write is left to the writer process, which sees every worker's
+        # writes; `verify` then keeps the token for the handler to send along (`take_replay`)
+        self.replay_elsewhere = False
+        self._replay_token: tuple[bytes, int] | None = None
 
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
@@ -161,7 +168,9 @@ class Authenticator:
             valid = _check_inline(creds.signature, message, creds.public_key)
         if not valid:
             raise Unauthorized("bad signature")
-        if write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
+        if write and self.replay_elsewhere:
+            self._replay_token = (creds.signature[:16], creds.timestamp)
+        elif write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
             raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
         return creds.signer
 
@@ -171,6 +180,11 @@ class Authenticator:
         signer = self.verify(header, method, path, body, write=True)
         if signer != owner:
             raise Unauthorized("the signer is not the user this path belongs to")
+
+    def take_replay(self) -> tuple[bytes, int] | None:
+        """The replay token `verify` kept for the write being handled (only with `replay_elsewhere`), once."""
+        token, self._replay_token = self._replay_token, None
+        return token
 
     def reader(self, header: str | None, method: str, path: str) -> str | None:
         """The authenticated reader, or None when no credentials were sent. Bad credentials are 401."""

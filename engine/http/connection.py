@@ -248,6 +248,9 @@ class HttpConnection(asyncio.Protocol):
         body = self.body
         self.head = None
         self.body = None
+        fresh = self.app.fresh
+        if fresh is not None:
+            fresh()  # a worker of `serve --workers N`: apply what the writer made durable first (read your writes)
         if event.method == b"GET" and self._answer_from_cache(event.target, headers):
             return
         request, error = self._make_request(event, headers, bytes(body))
@@ -294,6 +297,10 @@ class HttpConnection(asyncio.Protocol):
         self.deferred = None
         if self.closed:
             return  # the peer went away meanwhile: the handler's work stands, the answer has no one to go to
+        if type(response) is Deferred:  # the handler handed the write on (a worker to its writer): wait again
+            self.deferred = response
+            response.on_done = self._finish_deferred
+            return
         self._respond(request, response)
         if self.closed or self.stream is not None:
             return
