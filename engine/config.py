@@ -57,6 +57,9 @@ class Settings:
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
+    # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
+    workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
+    workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -79,6 +82,9 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
+                                           and 1 <= int(self.workers) <= 1024):
+            raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
