@@ -134,6 +134,7 @@ class Supervisor:
         s = self.settings
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
+        _preload()
         try:
             if not s.workers_reuse_port:
                 self.sock = socket.create_server((s.host, s.port), backlog=4096, reuse_port=False)
@@ -237,6 +238,24 @@ class Supervisor:
                     if pid:
                         c.pid = 0
             time.sleep(0.02)
+
+
+def _preload() -> None:
+    """Import what the children run before forking them: each then starts in milliseconds, sharing the pages."""
+    import importlib
+
+    import uvloop  # noqa: F401
+
+    from . import worker, writer  # noqa: F401
+    from .. import server  # noqa: F401
+
+    for name in ("engine.pubsub.install", "engine.pubsub.hub", "engine.api.events", "engine.api.pubky",
+                 "engine.sync.install", "engine.sync.server", "engine.sync.collections", "engine.api.seedstore",
+                 "engine.http.offload", "engine.native.verify", "engine.keyspace"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _signal(pid: int, sig: int) -> None:

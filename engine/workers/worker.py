@@ -43,7 +43,8 @@ def worker_healthz(app: App, request: Request, param: str) -> Response:
 
 
 def worker_metrics(app: App, request: Request, param: str) -> Response:
-    body = app.extensions["worker"]["snapshots"].render_all()
+    per_worker = request.arg("per_worker") in ("1", "true")
+    body = app.extensions["worker"]["snapshots"].render_all(per_worker)
     return Response(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body)
 
 
