@@ -39,7 +39,8 @@ def worker_healthz(app: App, request: Request, param: str) -> Response:
     up = ext["writes"].link.up
     return json_response(200, {"status": "ok" if up else "degraded", "last_seq": app.log.last_seq,
                                "durable_seq": app.log.durable_seq, "writer": "up" if up else "down",
-                               "worker": ext["index"], "workers": ext["workers"]})
+                               "worker": ext["index"], "workers": ext["workers"],
+                               "pid": os.getpid()})
 
 
 def worker_metrics(app: App, request: Request, param: str) -> Response:

@@ -12,12 +12,14 @@ from engine.names import parse_resume_point
 
 class SSEReader:
     def __init__(self, port: int, target: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
-                 rcvbuf: int | None = None):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
+                 rcvbuf: int | None = None, sock: socket.socket | None = None):
+        if sock is None:  # else: a connected keep-alive socket to send the request on (a chosen worker's)
+            sock = socket.socket()
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", port))
+        self.sock = sock
         head = f"GET {target} HTTP/1.1\r\nHost: test\r\n"
         for k, v in (headers or {}).items():
             head += f"{k}: {v}\r\n"
