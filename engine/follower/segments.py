@@ -37,6 +37,7 @@ class SegmentFeed:
         self.epoch = -1
         self.generation = -1
         self.reloads_total = 0
+        self.failures_total = 0
         self._durable = cursor.durable_seq
 
     @classmethod
@@ -56,7 +57,11 @@ class SegmentFeed:
     def fresh(self) -> None:
         """Before answering a request: catch up if the writer made something durable that is not applied."""
         if self._durable() > self.reader.durable_seq:
-            self.catch_up()
+            try:
+                self.catch_up()
+            except Exception:  # a read that fails here must not take the request (or the loop) down
+                self.failures_total += 1
+                log.exception("follower: catching up to the writer's durable seq failed; will retry")
 
     def catch_up(self) -> int:
         state = self.cursor.read()
