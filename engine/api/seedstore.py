@@ -31,7 +31,7 @@ from .storage import parse_bool, parse_limit
 from .writes import APPEND_OP, WriteOp, WriteResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 JSON_CONTENT_TYPE = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -15,7 +15,7 @@ from ..names import encode_content_hash, percent_decode, event_id, is_directory,
 from .writes import APPEND_OP, DELETE_OP, PUT_OP, WriteOp, WriteResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 LIST_DEFAULT_LIMIT = 100

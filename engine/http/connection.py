@@ -21,7 +21,7 @@ import asyncio
 import collections
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h11
 
@@ -30,8 +30,22 @@ from .message import (Request, Response, StreamResponse, encode_header_lines, en
                       raw_error_bytes, splice_head)
 from .offload import Deferred
 
-if TYPE_CHECKING:
-    from ..server import Server
+
+
+class Host(Protocol):
+    """What a connection uses of the server that accepted it (engine/server.py's Server): typed here so that
+    this module does not import server.py, which imports it."""
+
+    app: Any
+    settings: Any
+    loop: asyncio.AbstractEventLoop
+
+    def admit(self, conn: "HttpConnection") -> bool: ...
+
+    def forget(self, conn: "HttpConnection") -> None: ...
+
+    def wait_for_commit(self, conn: "HttpConnection") -> None: ...
+
 
 log = logging.getLogger("homestream.http")
 
@@ -77,7 +91,7 @@ class HttpConnection(asyncio.Protocol):
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
                  "head", "close_after_response", "deadline", "deferred", "unparsed_bound")
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Host):
         self.server = server
         self.app = server.app
         self.settings = server.settings

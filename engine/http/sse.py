@@ -9,10 +9,9 @@ produced (an empty chunk would end the HTTP body).
 from __future__ import annotations
 
 import json
-
-from ..log.record import DEL, PUT
 from base64 import b64encode
 
+from ..kinds import DEL, PUT
 from ..names import _CROCKFORD_PAIRS as _PAIRS, CROCKFORD_ALPHABET as _CROCK
 
 RETRY_MS = 2000
