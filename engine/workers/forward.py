@@ -79,7 +79,10 @@ class WriterLink(asyncio.Protocol):
             self.transport.close()
             return
         for request_id, op, fields in frames:
-            self.on_frame(request_id, op, fields)
+            try:
+                self.on_frame(request_id, op, fields)
+            except Exception:  # one bad answer must not strand the others of this read
+                log.exception("handling a frame from the writer")
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -120,7 +123,7 @@ class ForwardedWrites:
 
     def _on_frame(self, request_id: int, op: int, fields: list[bytes]) -> None:
         if op == channel.OP_COMMIT:
-            self.feed.catch_up()
+            self.feed.fresh()
             return
         entry = self.sent.pop(request_id, None)
         if entry is None:
