@@ -1,8 +1,9 @@
 """/metrics for the whole server when it runs as several processes.
 
 Each process (the writer and every worker) renders its own Metrics into `<run dir>/metrics.<name>` once a
-second (written to a temporary name, then renamed: a reader never sees half a file). A worker asked for
-/metrics answers its own figures rendered now plus every other process's last snapshot (at most a second old):
+second and whenever it gets SIGUSR1 (written to a temporary name, then renamed: a reader never sees half a
+file). A worker asked for /metrics asks the others for a fresh snapshot, waits for them (at most 0.5 s), and
+answers its own figures rendered now plus theirs:
 - by default summed into one exposition with the names and labels of a single process, so dashboards and
   alerts do not change with --workers (`merge`); gauges that describe the one shared log (`homestream_log_*`,
   `homestream_keys`, `homestream_worker_applied_seq`) take the highest value instead of the sum;
@@ -17,32 +18,71 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Any
+import signal
+from typing import Any, Callable
 
 log = logging.getLogger("homestream.workers")
 
 INTERVAL = 1.0
+COLLECT_TIMEOUT = 0.5
 PREFIX = "metrics."
 
 
 class MetricsSnapshots:
+    """This process's snapshot file, and the collection of every process's figures for a scrape.
+
+    A scrape asks the other processes (SIGUSR1, only to pids that are children of our supervisor) to write their
+    snapshot now and waits up to COLLECT_TIMEOUT for them, so /metrics is current, not a second behind; a
+    process that does not answer in time (busy, restarting) is counted from its last snapshot."""
+
     def __init__(self, run_dir: str, name: str, metrics: Any, loop: Any):
         self.run_dir = run_dir
         self.name = name
         self.metrics = metrics
         self.loop = loop
         self.path = os.path.join(run_dir, PREFIX + name)
+        self.written = 0
+        loop.add_signal_handler(signal.SIGUSR1, self.write)
         self._timer = loop.call_soon(self._tick)
 
-    def _tick(self) -> None:
+    def write(self) -> None:
+        self.written += 1
         try:
             tmp = self.path + ".tmp"
             with open(tmp, "wb") as fh:
+                fh.write(f"# process {self.name} pid {os.getpid()} written {self.written}\n".encode())
                 fh.write(self.metrics.render())
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("cannot write the metrics snapshot %s: %s", self.path, exc)
+
+    def _tick(self) -> None:
+        self.write()
         self._timer = self.loop.call_later(INTERVAL, self._tick)
+
+    def collect(self, done: Callable[[bytes], None], per_worker: bool = False) -> None:
+        """Ask the others for fresh snapshots, then done(the merged exposition), from the loop."""
+        asked = {}
+        for name, text in self.others().items():
+            pid, written = _header(text)
+            if pid and _sibling(pid):
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                    asked[name] = written
+                except ProcessLookupError:
+                    pass
+        deadline = self.loop.time() + COLLECT_TIMEOUT
+
+        def check() -> None:
+            texts = self.others()
+            waiting = [n for n, w in asked.items() if _header(texts.get(n, b""))[1] <= w]
+            if waiting and self.loop.time() < deadline:
+                self.loop.call_later(0.005, check)
+                return
+            texts[self.name] = self.metrics.render()
+            done(merge_labelled(texts) if per_worker else merge(texts))
+
+        self.loop.call_later(0.002, check)
 
     def others(self) -> dict[str, bytes]:
         out = {}
@@ -57,13 +97,32 @@ class MetricsSnapshots:
                 continue
         return out
 
-    def render_all(self, per_worker: bool = False) -> bytes:
-        texts = self.others()
-        texts[self.name] = self.metrics.render()
-        return merge_labelled(texts) if per_worker else merge(texts)
-
     def close(self) -> None:
         self._timer.cancel()
+        try:
+            self.loop.remove_signal_handler(signal.SIGUSR1)
+        except (RuntimeError, ValueError):
+            pass
+
+
+def _header(text: bytes) -> tuple[int, int]:
+    """(pid, writes so far) from a snapshot's first line; (0, 0) when absent."""
+    first = text.split(b"\n", 1)[0].split()
+    if len(first) == 7 and first[1] == b"process" and first[3] == b"pid" and first[5] == b"written":
+        try:
+            return int(first[4]), int(first[6])
+        except ValueError:
+            pass
+    return 0, 0
+
+
+def _sibling(pid: int) -> bool:
+    """True if `pid` is a child of our own parent (the supervisor): never signal a recycled pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1]) == os.getppid()
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 SHARED_PREFIXES = ("homestream_log_", "homestream_keys", "homestream_worker_applied_seq")

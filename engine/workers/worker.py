@@ -24,6 +24,7 @@ from ..app import App
 from ..config import Settings
 from ..follower import SegmentFeed
 from ..http.message import Request, Response, json_response
+from ..http.offload import Deferred
 from ..log.cursor import SharedCursor
 from .forward import ForwardedWrites
 from .snapshot import MetricsSnapshots
@@ -43,10 +44,18 @@ def worker_healthz(app: App, request: Request, param: str) -> Response:
                                "pid": os.getpid()})
 
 
-def worker_metrics(app: App, request: Request, param: str) -> Response:
+def worker_metrics(app: App, request: Request, param: str) -> Deferred:
+    """Every process's figures, collected fresh (engine/workers/snapshot.py): answered from the loop."""
     per_worker = request.arg("per_worker") in ("1", "true")
-    body = app.extensions["worker"]["snapshots"].render_all(per_worker)
-    return Response(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body)
+    deferred = Deferred(request)
+
+    def done(body: bytes) -> None:
+        if deferred.on_done is not None:
+            deferred.on_done(request, Response(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                                               body))
+
+    app.extensions["worker"]["snapshots"].collect(done, per_worker)
+    return deferred
 
 
 async def serve_worker(settings: Settings, index: int, workers: int, run_dir: str,
