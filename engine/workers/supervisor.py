@@ -141,8 +141,10 @@ class Supervisor:
                 self.sock.set_inheritable(True)
             self._start_writer()
             if not self._wait_writer_ready(0):
-                log.error("the writer did not start; see its log above")
                 self._stop_all()
+                if self.stopping:  # a signal during start-up: a clean stop
+                    return 0
+                log.error("the writer did not start; see its log above")
                 return 1
             for child in self.children:
                 self._start_worker(child)
