@@ -16,13 +16,16 @@
 # - maps are dropped, never closed, when the reader lets go of a segment: record values handed out are
 #   memoryviews into them and stay valid while referenced (the same rule as Log);
 # - segment ids come from Segment's counter, so a location names one record for the process's life, across
-#   reloads too (the read cache relies on it).
+#   reloads too (the read cache relies on it);
+# - listeners get every batch once, in seq order, even when a listener makes the follower apply a newer batch
+#   before it returns (see notify).
 #
 # WARNING: `_read_tail` decodes the record layout of record.py; it must change together with it and with
 # Log._scan.
 
 from __future__ import annotations
 
+import collections
 import logging
 import mmap
 import os
@@ -111,6 +114,8 @@ class LogReader:
         self._by_id: dict[int, ReadSegment] = {}
         self._users: dict[str, bytes] = {}
         self._listeners: list[Callable] = []
+        self._batches: collections.deque[list[Record]] = collections.deque()
+        self._notifying = False
         self._closed = False
         self.reloads = 0
 
@@ -139,11 +144,24 @@ class LogReader:
             pass
 
     def notify(self, records: list[Record]) -> None:
-        for fn in list(self._listeners):
-            try:
-                fn(records)
-            except Exception:
-                logger.exception("commit listener %r failed", fn)
+        """Call the listeners with `records`, batches always in seq order. A listener may cause a newer batch to
+        be applied before it returns (a released write lets its connection read the next request, whose
+        catch-up applies more): that batch is queued and handed out after this one has reached every listener,
+        so the hub never publishes a newer record before an older one."""
+        self._batches.append(records)
+        if self._notifying:
+            return
+        self._notifying = True
+        try:
+            while self._batches:
+                batch = self._batches.popleft()
+                for fn in list(self._listeners):
+                    try:
+                        fn(batch)
+                    except Exception:
+                        logger.exception("commit listener %r failed", fn)
+        finally:
+            self._notifying = False
 
     def bind_loop(self, loop) -> None:
         """Listeners are called by the follower, on its loop: nothing to bind."""

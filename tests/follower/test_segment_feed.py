@@ -94,3 +94,29 @@ def test_keyspace_apply_matches_put_and_delete(writer, cursor, tmp_path):
     feed.catch_up()
     assert changes == [(PUT, "/pub/x", 1), (PUT, "/pub/x", 2), (DEL, "/pub/x", 3)]
     assert feed.keyspace.get(U1, "/pub/x") is None and feed.keyspace.count == 0
+
+
+def test_a_listener_that_applies_a_newer_batch_still_sees_batches_in_order(writer, cursor, tmp_path):
+    """A released write lets its connection read the next request, whose catch-up applies more records while the
+    listeners of the first batch are still being called: every listener must still get the batches in order."""
+    publish(writer, cursor)
+    feed = SegmentFeed.open(str(tmp_path / "data"), cursor)
+    first, second = [], []
+    state = {"nested": False}
+
+    def releasing(records):
+        first.append([r.seq for r in records])
+        if not state["nested"]:
+            state["nested"] = True
+            writer.put(U1, "/pub/later", b"2")
+            publish(writer, cursor)
+            feed.fresh()  # the next request's catch-up, from inside this listener
+            assert feed.keyspace.get(U1, "/pub/later") is not None  # the nested request reads its write
+
+    feed.reader.add_commit_listener(releasing)
+    feed.reader.add_commit_listener(lambda records: second.append([r.seq for r in records]))
+    writer.put(U1, "/pub/first", b"1")
+    publish(writer, cursor)
+    feed.fresh()
+    assert first == [[1], [2]]
+    assert second == [[1], [2]]  # the hub's place: never [2] before [1]
