@@ -7,9 +7,8 @@ publishes the durable seq in the shared cursor (engine/log/cursor.py) and tells 
 retention, and bumps the cursor's epoch when retention rewrote or removed segments.
 
 Invariants:
-- an op is answered once the commit that covers its record is published in the cursor (the answer follows
-  the commit notice in the same write, so the worker catches up once for all of them), or at once with an
-  error and nothing written;
+- an op is answered after its record is appended (durable only once the cursor covers its seq: the worker
+  waits for that), or with an error and nothing written;
 - the cursor is published only from the commit listener, so it never names a seq that is not durable;
 - a start bumps the cursor's generation after recovery and a flush, so followers re-map what recovery changed.
 """
@@ -17,7 +16,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import signal
@@ -53,37 +51,33 @@ class WriterService:
         self.log.bind_loop(loop)
 
     def _on_commit(self, records: list[Any]) -> None:
-        """Publish the cursor, then send each worker one write: the commit notice first, then the answers this
-        commit made durable (so the worker catches up once and releases them all at once)."""
         durable = self.log.durable_seq
         self.cursor.publish(durable, self.log.first_seq)
         frame = channel.encode_commit(durable)
-        for link in list(self.links):
-            link.send_commit(frame, durable)
+        for link in self.links:
+            link.send(frame)
 
-    def execute(self, request_id: int, fields: list[bytes]) -> tuple[int, bytes]:
-        """(seq the answer waits for, 0 for at once; the answer's frame)."""
+    def execute(self, request_id: int, fields: list[bytes]) -> bytes:
         self.ops_total += 1
         try:
             op = channel.decode_write(fields)
             result = apply_write(self.keyspace, op, self.replay, time.time())
-            wait = result.seq if result.seq > self.log.durable_seq else 0
-            return wait, channel.encode_result(request_id, result)
+            return channel.encode_result(request_id, result)
         except ClientError as exc:
             self.errors_total += 1
-            return 0, channel.encode_error(request_id, exc.status, exc.code, exc.message)
+            return channel.encode_error(request_id, exc.status, exc.code, exc.message)
         except LogFull as exc:
             self.errors_total += 1
             log.error("write refused: %s", exc)
-            return 0, channel.encode_error(request_id, 507, "insufficient_storage", str(exc))
+            return channel.encode_error(request_id, 507, "insufficient_storage", str(exc))
         except StorageError as exc:
             self.errors_total += 1
             log.error("storage error: %s", exc)
-            return 0, channel.encode_error(request_id, 500, "storage_error", "the server could not write its log")
+            return channel.encode_error(request_id, 500, "storage_error", "the server could not write its log")
         except Exception:
             self.errors_total += 1
             log.exception("unhandled error applying a write")
-            return 0, channel.encode_error(request_id, 500, "internal_error", "internal server error")
+            return channel.encode_error(request_id, 500, "internal_error", "internal server error")
 
     def run_retention(self) -> None:
         s = self.settings
@@ -105,8 +99,6 @@ class WorkerLink(asyncio.Protocol):
         self.service = service
         self.decoder = channel.Decoder(service.settings.max_body_bytes + MAX_FRAME_EXTRA)
         self.transport: asyncio.Transport | None = None
-        self.held: list[tuple[int, int, bytes]] = []  # (seq, n, answer) heap: answers waiting for their commit
-        self._n = 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -115,13 +107,9 @@ class WorkerLink(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.service.links.discard(self)
 
-    def send_commit(self, frame: bytes, durable: int) -> None:
-        held = self.held
-        out = [frame]
-        while held and held[0][0] <= durable:
-            out.append(heapq.heappop(held)[2])
+    def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(out)
+            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -133,12 +121,7 @@ class WorkerLink(asyncio.Protocol):
         out = []
         for request_id, op, fields in frames:
             if op == channel.OP_WRITE:
-                wait, answer = self.service.execute(request_id, fields)
-                if wait:
-                    self._n += 1
-                    heapq.heappush(self.held, (wait, self._n, answer))
-                else:
-                    out.append(answer)
+                out.append(self.service.execute(request_id, fields))
         if out:
             self.transport.writelines(out)
 
