@@ -3,8 +3,9 @@ restarts) and `ForwardedWrites` (the worker's `app.writes`: a WriteOp goes to th
 back as the Deferred the connection waits on).
 
 Invariants:
-- a write's response is released only when this worker's follower has applied its seq, so the next request on
-  the connection (and, the cursor being durable there, every new request on any worker) sees the write;
+- the writer answers once the record is appended; the answer carries the record's seq as its `durable_seq`,
+  so the connection sends it only when this worker's follower has applied that seq (durable, and visible to
+  every new request on any worker), and holds a later read on the connection until then (read your writes);
 - a write sent to a writer that went away before answering is answered 503 `writer_unavailable` (it may or
   may not have been appended; it was never acknowledged); one already answered still waits for its seq,
   which the restarted writer makes durable (a process crash leaves the appended record whole);
@@ -14,7 +15,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import logging
 import os
@@ -105,10 +105,8 @@ class ForwardedWrites:
                                self._on_lost)
         self._ids = itertools.count(1)
         self.sent: dict[int, tuple[Deferred, Callable]] = {}
-        self.applying: list[tuple[int, int, Deferred, Response]] = []  # (seq, id, deferred, response) heap
         self.forwarded_total = 0
         self.unavailable_total = 0
-        feed.reader.add_commit_listener(self._on_applied)
 
     def submit(self, request: Any, op: Any, frame: Callable) -> Deferred | Response:
         if not self.link.up:
@@ -130,22 +128,13 @@ class ForwardedWrites:
             return
         deferred, frame = entry
         if op == channel.OP_RESULT:
-            result = channel.decode_result(fields)
-            response = frame(result)
-            if result.seq <= self.feed.applied:
-                _finish(deferred, response)
-            else:
-                heapq.heappush(self.applying, (result.seq, request_id, deferred, response))
+            # appended, not yet durable: the connection sends the answer once the follower has applied its seq
+            # (response.durable_seq) and holds a later read until then, so the next request is read at once
+            # (pipelined writes share a commit)
+            _finish(deferred, frame(channel.decode_result(fields)))
         else:
             status, code, message = channel.decode_error(fields)
             _finish(deferred, error_response(status, code, message))
-
-    def _on_applied(self, records: list[Any]) -> None:
-        applying = self.applying
-        applied = self.feed.applied
-        while applying and applying[0][0] <= applied:
-            _seq, _id, deferred, response = heapq.heappop(applying)
-            _finish(deferred, response)
 
     def _on_lost(self) -> None:
         sent, self.sent = self.sent, {}

@@ -219,3 +219,60 @@ def test_a_dead_worker_is_restarted_and_counted(workers_server):
     pids = wait_for(lambda: (lambda s: s if len(s) == 2 else None)({h["pid"] for h in
                                                                      (health(srv.port) for _ in range(20))}))
     assert victim["pid"] not in pids
+
+
+def responses(raw: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of each response of a raw HTTP/1.1 byte stream (Content-Length framed)."""
+    out, pos = [], 0
+    head_re = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n")
+    while True:
+        m = head_re.match(raw, pos)
+        if m is None:
+            return out
+        length = re.search(rb"content-length: (\d+)", m.group(2))
+        n = int(length.group(1)) if length else 0
+        out.append((int(m.group(1)), raw[m.end():m.end() + n]))
+        pos = m.end() + n
+
+
+def pipelined(port: int, data: bytes) -> list[tuple[int, bytes]]:
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(data)
+        raw = b""
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            raw += chunk
+    return responses(raw)
+
+
+def put_raw(key, target: str, body: bytes) -> bytes:
+    auth = key.auth("PUT", target, body)
+    return (f"PUT {target} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\nAuthorization: {auth}\r\n\r\n"
+            ).encode() + body
+
+
+def test_on_one_connection_each_pipelined_read_sees_the_writes_before_it(workers_server, alice):
+    srv = workers_server(2)
+    data, expect = b"", []
+    for i in range(8):
+        target = f"/{alice.user}/pub/pipe/{i % 3}"
+        data += put_raw(alice, target, b"v%d" % i) + f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        expect += [(201 if i < 3 else 204, b""), (200, b"v%d" % i)]
+    got = pipelined(srv.port, data + b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert got[:-1] == expect
+
+
+def test_pipelined_writes_on_one_connection_share_commits(workers_server, alice):
+    """Writes are forwarded without waiting for their commit (the writer orders them): twenty pipelined PUTs
+    take fewer than twenty commits, and the reads after them see the last values."""
+    srv = workers_server(2)
+    data = b"".join(put_raw(alice, f"/{alice.user}/pub/burst/{i % 4}", b"w%d" % i) for i in range(20))
+    data += b"".join(f"GET /{alice.user}/pub/burst/{k} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for k in range(4))
+    data += b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    got = pipelined(srv.port, data)
+    assert [s for s, _ in got[:20]] == [201] * 4 + [204] * 16
+    assert got[20:24] == [(200, b"w%d" % i) for i in range(16, 20)]
+    commits = float(re.search(rb"^homestream_log_commits_total (\S+)$", got[24][1], re.M).group(1))
+    assert commits < 20
