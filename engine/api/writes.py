@@ -8,9 +8,9 @@ already exists and the replay 401 are decided against the one index that appends
 by the same code either way.
 
 Invariants: `apply_write` raises ClientError (nothing written) or returns the result of exactly one decision;
-a replay token (the digest and timestamp of an accepted write signature, when the check was left to the
-writer) is checked and remembered before anything is written, so a replayed write is a 401 (auth) before any
-404 (resource), as SPEC 2 orders them.
+a replay token (the digest and timestamp of a write signature, when the check was left to the writer) is
+checked before anything is written, so a replayed write is a 401 (auth) before any 404 (resource), as SPEC 2
+orders them, and remembered only when the write is accepted (a refused request may be sent again).
 """
 
 from __future__ import annotations
@@ -48,9 +48,15 @@ class WriteResult:
 def apply_write(keyspace: Any, op: WriteOp, replay: Any = None, now: float = 0.0) -> WriteResult:
     """Apply `op` to `keyspace`; `replay` (an http.auth.ReplayMemory) checks op.replay first."""
     if op.replay is not None and replay is not None:
-        digest, timestamp = op.replay
-        if not replay.check_digest(digest, timestamp, now):
+        if replay.seen(op.replay[0], now):
             raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
+        result = _apply(keyspace, op)
+        replay.remember(op.replay[0], op.replay[1], now)  # only an accepted write uses its signature up
+        return result
+    return _apply(keyspace, op)
+
+
+def _apply(keyspace: Any, op: WriteOp) -> WriteResult:
     if op.kind == PUT_OP:
         rec, created = keyspace.put(op.user, op.path, op.body, op.content_type)
         return WriteResult(201 if created else 204, rec.seq, rec.digest, op.path, op.user)

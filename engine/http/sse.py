@@ -8,16 +8,15 @@ produced (an empty chunk would end the HTTP body).
 
 from __future__ import annotations
 
-import json
 from base64 import b64encode
 
+from ..jsontext import dumps as _dumps
 from ..kinds import DEL, PUT
 from ..names import _CROCKFORD_PAIRS as _PAIRS, CROCKFORD_ALPHABET as _CROCK
 
 RETRY_MS = 2000
 KEEPALIVE = b": keep-alive\n\n"
 END_OF_BODY = b"0\r\n\r\n"
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _KIND = {PUT: "PUT", DEL: "DEL"}
 
 
