@@ -23,7 +23,6 @@ from ..native.sse import Replayer, ReplayFilter
 from . import history
 
 
-
 class HubView(Protocol):
     """What a Subscription uses of its hub (engine/pubsub/hub.py's Hub): typed here so that this module does not
     import hub.py, which imports it."""
