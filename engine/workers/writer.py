@@ -142,6 +142,10 @@ async def serve_writer(settings: Settings, run_dir: str) -> int:
                              commit_window=settings.commit_window_ms / 1000.0,
                              max_value_bytes=settings.max_body_bytes)
     keyspace.log.flush()  # what recovery kept is durable before any worker is told so
+    if settings.user_quota_bytes > 0:  # SPEC 5.2: the quota is decided against the index that appends
+        from ..policy.quota import Quota
+
+        keyspace.put_guard = Quota(settings.user_quota_bytes)
     cursor = SharedCursor.attach(os.path.join(run_dir, "cursor"))
     state = cursor.read()
     service = WriterService(settings, keyspace, cursor, loop)
