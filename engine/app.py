@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .admin import api as admin_api
 from .api import ops, signup, storage
 from .api.read_cache import ReadCache
+from .api.writes import LocalWrites
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
@@ -53,6 +54,8 @@ class App:
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        self.writes: Any = LocalWrites(keyspace)  # where writes are applied (a worker forwards them to the writer)
+        self.fresh: Callable[[], None] | None = None  # a follower's catch-up, run before each request (workers)
         self._install_policy(settings, keyspace)
         if settings.read_cache_bytes > 0 and keyspace is not None:
             cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)

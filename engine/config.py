@@ -78,6 +78,9 @@ class Settings:
                                  "sessions together (bytes); the oldest sessions are dropped past it")
     history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
                                    "examines; past it the answer stops early, with a cursor to go on from")
+    # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
+    workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
+    workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -102,6 +105,9 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
+                                           and 1 <= int(self.workers) <= 1024):
+            raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
         if self.signup not in ("open", "token", "closed"):
             raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
         for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):

@@ -16,6 +16,7 @@ BENCHES = {
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
     "policy": "engine.bench.policy",
+    "workers": "engine.bench.workers",
 }
 
 
