@@ -57,6 +57,13 @@ class Settings:
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
+    # ---- homestream relay (engine/relay/, SPEC 5.4); `serve` ignores these ----
+    upstream: list = _f([], "relay: upstreams to follow, NAME=URL (repeat the flag); TOML: [[upstream]] tables "
+                        "with name, url and optional kind = homestream|pubky (default: detected)", relay=True)
+    poll_interval: float = _f(1.0, "relay: how often a pubky upstream's /events/ feed is polled once caught up (s)",
+                              relay=True)
+    upstream_retry_max: float = _f(30.0, "relay: longest back-off between reconnects to an upstream (s)",
+                                   relay=True)
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -79,6 +86,8 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.poll_interval <= 0 or self.upstream_retry_max <= 0:
+            raise ValueError("poll_interval and upstream_retry_max must be positive")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -86,6 +95,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data)
+
+    @classmethod
+    def relay_only(cls) -> frozenset[str]:
+        """Fields only `homestream relay` reads (left out of `serve`'s flags)."""
+        return frozenset(f.name for f in fields(cls) if f.metadata.get("relay"))
 
     @classmethod
     def describe(cls) -> list[tuple[str, Any, str]]:

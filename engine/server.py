@@ -81,13 +81,15 @@ class Server:
                                                       backlog=4096, reuse_address=True)
         if s.retention_age or s.retention_bytes:
             self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        for service in self.app.services:
+            service.start(self.loop)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
 
     def _run_retention(self) -> None:
         s = self.settings
         try:
-            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
+            result = self.app.apply_retention(s.retention_age, s.retention_bytes)
             if result.get("compacted") or result.get("removed"):
                 log.info("retention: %s", result)
         except Exception:
@@ -108,6 +110,8 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
+        for service in self.app.services:
+            await service.stop()
         if self._retention is not None:
             self._retention.cancel()
         if self.app.hub is not None:
@@ -152,7 +156,14 @@ def build_app(settings: Settings) -> App:
                              max_value_bytes=settings.max_body_bytes)
     log_ = keyspace.log
     app = App(settings, log_, keyspace)
-    m = app.metrics
+    log_metrics(app.metrics, log_)
+    app.metrics.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
+    _install_extensions(app)
+    return app
+
+
+def log_metrics(m: Any, log_: Any) -> None:
+    """The log's gauges and counters on /metrics (a homeserver's and a relay's)."""
     m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
     m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
     m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
@@ -169,9 +180,6 @@ def build_app(settings: Settings) -> App:
     for name in log_.stats.__slots__:
         m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
                 lambda name=name: getattr(log_.stats, name))
-    m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
-    _install_extensions(app)
-    return app
 
 
 def _install_extensions(app: App) -> None:
@@ -188,9 +196,10 @@ def _install_extensions(app: App) -> None:
         module.install(app)
 
 
-async def serve(settings: Settings, ready: Any = None) -> int:
+async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int:
+    """Run a server until SIGTERM/SIGINT: the homeserver, or what `build(settings)` assembles (the relay)."""
     loop = asyncio.get_running_loop()
-    app = build_app(settings)
+    app = (build or build_app)(settings)
     if settings.open_writes:
         banner = "!" * 78
         for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
@@ -213,7 +222,7 @@ async def serve(settings: Settings, ready: Any = None) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
-    return uvloop.run(serve(settings))
+    return uvloop.run(serve(settings, build=build))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import BadRequest
 from ..http.message import Request, Response, StreamResponse
 from ..http.sse import END_OF_BODY, chunk, text_frame
-from ..log.record import PUT
+from ..log.record import DEL, PUT
 from ..names import Pattern, decode_user, encode_content_hash, is_public, key_uri, parse_resume_point
 from ..pubsub.subscription import Subscription
 from .events import SSE_HEADERS, stream_reader
@@ -31,8 +31,9 @@ KIND_TEXT = {PUT: "PUT", 2: "DEL"}
 
 
 def visible_to(reader: str | None) -> Callable[[Any], bool]:
+    """PUT and DEL events the reader may see (a relay's gap records have no pubky form: never listed)."""
     def visible(record: Any) -> bool:
-        return is_public(record.path) or (reader is not None and record.user == reader)
+        return record.kind <= DEL and (is_public(record.path) or (reader is not None and record.user == reader))
     return visible
 
 
