@@ -18,9 +18,25 @@ from ..pubsub.subscription import LIVE, RECORD_OVERHEAD
 from .record import relay_frame
 
 
+FRAME_CACHE = 8192  # frames kept by (seq, inline_max): subscribers catching up over the same range share them
+
+
 class RelayHub(Hub):
     def __init__(self, *args: Any, **kw: Any):
-        super().__init__(*args, encoder=relay_frame, **kw)
+        frames: dict[tuple[int, int | None], bytes] = {}
+
+        def cached_frame(record: Any, inline_max: int | None = None) -> bytes:
+            # a relay's catch-up has no C encoder (csrc/sse.c writes the standard frame only), so the frame of a
+            # seq, which never changes, is made once for all subscribers reading it
+            key = (record.seq, inline_max)
+            frame = frames.get(key)
+            if frame is None:
+                if len(frames) >= FRAME_CACHE:
+                    frames.clear()
+                frame = frames[key] = relay_frame(record, inline_max)
+            return frame
+
+        super().__init__(*args, encoder=cached_frame, **kw)
 
     def publish(self, records: list[Any]) -> None:
         start = 0

@@ -120,3 +120,18 @@ def test_recover_finds_each_upstreams_newest_record_across_segments_and_retentio
     assert (found["quiet"][0], found["quiet"][1].cursor) == (1, 5)  # kept by retention though old
     assert found["busy"][1].cursor == 399
     log.close()
+
+
+def test_an_upstreams_kind_cannot_change_once_the_relay_holds_its_records(tmp_path):
+    from engine.relay.service import RelayService
+
+    log = open_log(tmp_path / "k")
+    HomestreamFollower(UpstreamSpec("a", "http://h"), log).append_event(
+        PUT, USER, "/pub/x", b"\1" * 32, None, Meta("a", 3, 3, 1, 0))
+    log.flush()
+    recovered = recover(log, ["a"])
+    with pytest.raises(ValueError, match="followed as homestream"):
+        RelayService([UpstreamSpec("a", "http://h", "pubky")], log, recovered)
+    svc = RelayService([UpstreamSpec("a", "http://h")], log, recovered)  # kind known from the log: no probe
+    assert svc.followers[0].kind == "homestream" and svc.followers[0].resume() == (3, 0)
+    log.close()

@@ -132,3 +132,17 @@ def test_routes_serve_streams_only():
     for path in (f"/{USER}/pub/a", "/get", "/", "/sync/x"):
         with pytest.raises(NotFound):
             route("GET", path)
+
+
+def test_upstreams_from_a_toml_list_of_tables_and_from_the_environment(tmp_path):
+    from engine.config import Settings
+
+    toml = tmp_path / "relay.toml"
+    toml.write_text('port = 7001\n[[upstream]]\nname = "a"\nurl = "http://h:1"\n'
+                    '[[upstream]]\nname = "p"\nurl = "https://pk.example"\nkind = "pubky"\n')
+    s = Settings.load(str(toml), env={})
+    assert [(u.name, u.url, u.kind) for u in parse_upstreams(s.upstream)] == [
+        ("a", "http://h:1", None), ("p", "https://pk.example", "pubky")]
+    s = Settings.load(env={"HOMESTREAM_UPSTREAM": "a=http://h:1,b=http://g:2"})
+    assert [u.name for u in parse_upstreams(s.upstream)] == ["a", "b"]
+    assert "upstream" in Settings.relay_only() and "port" not in Settings.relay_only()

@@ -4,6 +4,7 @@ the relay in a thread (or as `homestream relay` in a subprocess, for kill -9).""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -38,6 +39,21 @@ def write(url: str, n: int, start: int = 0, user: str = USERS[0], size: int = 8,
     finally:
         if client is None:
             c.close()
+
+
+def burst(port: int, n: int, size: int = 8, user: str = USERS[0]) -> None:
+    """n open-writes PUTs pipelined on one raw connection, 500 at a time (fast: the relay gets a burst)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for start in range(0, n, 500):
+            count = min(500, n - start)
+            sock.sendall(b"".join(
+                b"PUT /%s/pub/burst/%05d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                % (user.encode(), i, size, b"%0*d" % (size, i)) for i in range(start, start + count)))
+            got = b""
+            while got.count(b"HTTP/1.1 20") < count:
+                part = sock.recv(1 << 16)
+                assert part, "upstream closed the connection"
+                got += part
 
 
 def history(url: str, after: int = 0, timeout: float = 15.0) -> list[dict]:
@@ -340,3 +356,36 @@ def test_relay_kill_9_under_load_then_restart_copies_every_event_once_in_order(t
     for n in names:
         assert [e["upstream_id"] for e in per[n]] == want[n], f"upstream {n}: lost, repeated or reordered"
     assert sum(len(v) for v in want.values()) == len(frames)
+
+
+def test_relay_sigterm_ends_streams_with_shutdown_and_exits_0(tmp_path, upstreams):
+    (up,) = upstreams(1)
+    write(up.url, 3)
+    relay = ProcessServer(tmp_path / "relay", extra=["--upstream", f"a={up.url}"], command="relay").start()
+    try:
+        wait_until(lambda: caught_up(relay.url, {"a": "3"}))
+        sub = SSEReader(relay.port, "/subscribe?p=*&after=0")
+        sub.read_frames(3)
+        rc, out = relay.terminate()
+        frames = sub.read_frames(until_end=True, timeout=5)
+        sub.close()
+    finally:
+        relay.kill()
+    assert rc == 0, out
+    assert frames[-1]["event"] == "end" and json.loads(frames[-1]["data"])["reason"] == "shutdown"
+
+
+@pytest.mark.slow
+def test_a_stalled_subscriber_of_the_relay_falls_back_to_the_log_and_gets_everything_once(upstreams, relays):
+    (up,) = upstreams(1)
+    relay = relays({"a": up.url}, send_queue_bytes=16 * 1024)
+    stalled = SSEReader(relay.port, "/subscribe?p=*&inline=1", rcvbuf=4096, timeout=30)
+    assert stalled.head() == 200
+    burst(up.port, 3000, size=2000)  # inline bodies: ~6 MB of frames, past the socket buffers and send queue
+    want = upstream_ids(up.url)
+    wait_until(lambda: caught_up(relay.url, {"a": str(parse_resume_point(want[-1]))}), timeout=30)
+    assert "homestream_catchups_total 0" not in httpx.get(relay.url + "/metrics").text  # it did fall behind
+    frames = stalled.read_frames(len(want), timeout=30)
+    stalled.close()
+    assert [json.loads(f["data"])["upstream_id"] for f in frames] == want
+    assert all(len(json.loads(f["data"]).get("body", "")) == 2000 for f in frames if f["event"] == "PUT")
