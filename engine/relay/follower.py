@@ -18,8 +18,8 @@ import random
 import time
 from typing import Any
 
-from ..errors import InvalidName, StorageError, ValueTooLarge
-from ..log.record import DEL, GAP, PUT
+from ..errors import InvalidName, ValueTooLarge
+from ..log.record import GAP, PUT
 from .record import BODY, GAP_PATH, GAP_USER, Meta, resume_point
 from .upstreams import UpstreamSpec
 
@@ -132,6 +132,3 @@ class Follower:
         self.errors_total += 1
         self.last_error = reason
         self.state = "failed" if storage else "backoff"
-
-
-__all__ = ["Follower", "backoff_delay", "PUT", "DEL", "StorageError"]

@@ -389,3 +389,41 @@ def test_a_stalled_subscriber_of_the_relay_falls_back_to_the_log_and_gets_everyt
     stalled.close()
     assert [json.loads(f["data"])["upstream_id"] for f in frames] == want
     assert all(len(json.loads(f["data"]).get("body", "")) == 2000 for f in frames if f["event"] == "PUT")
+
+
+def test_a_live_upstream_gap_reaches_every_live_subscriber_whatever_its_patterns(tmp_path):
+    from client.sse_fake import FakeSSE
+
+    user = USERS[0]
+    digest = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+    def put_frame(seq: int) -> bytes:
+        return (f'id: {encode_seq(seq)}.{user}\nevent: PUT\ndata: {{"seq":{seq},"user":"{user}",'
+                f'"path":"/pub/a/{seq}","hash":"{digest}","size":1,"ts":1,"body":"x"}}\n\n').encode()
+
+    def script(n, req):
+        if n == 0:
+            return [b"retry: 2000\n\n", put_frame(1), 1.5, b'event: gap\ndata: {"from":2,"to":9}\n\n',
+                    put_frame(10), "close"]
+        return []  # the relay reconnects after 10 and waits
+
+    with FakeSSE(script) as fake:
+        relay = ThreadServer(tmp_path / "relay", build=build_relay,
+                             upstream=[{"name": "f", "url": fake.url, "kind": "homestream"}],
+                             upstream_retry_max=0.5).start()
+        try:
+            wait_until(lambda: caught_up(relay.url, {"f": "1"}))
+            everything = SSEReader(relay.port, "/subscribe?p=*")
+            one_key = SSEReader(relay.port, f"/subscribe?p={user}/pub/other.json")
+            everything.head(), one_key.head()
+            got = everything.read_frames(2, timeout=10)
+            only_gap = one_key.read_frames(1, timeout=10)
+            everything.close(), one_key.close()
+            wait_until(lambda: len(fake.requests) >= 2, what="the relay reconnecting")
+        finally:
+            relay.stop()
+    assert [f["event"] for f in got[:2]] == ["gap", "PUT"]
+    assert got[0]["id"] == encode_seq(2) and json.loads(got[0]["data"]) == {"upstream": "f", "from": 2, "to": 9}
+    assert json.loads(got[1]["data"])["upstream_id"] == f"{encode_seq(10)}.{user}"
+    assert [f["event"] for f in only_gap] == ["gap"]
+    assert ("after", "10") in fake.requests[1].query
