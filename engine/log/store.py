@@ -411,8 +411,10 @@ class Log:
             path_b = _fast_path_bytes(path)
         if ext and (kind == GAP or (kind == PUT and digest)):
             vlen = len(value)
-            if len(ext) > MAX_EXT_LEN or (digest and len(digest) != 32) or vlen > self.max_value_bytes:
-                raise ValueError("extension, digest or value too long for a version 2 record")
+            if vlen > self.max_value_bytes:
+                raise ValueTooLarge(f"value of {vlen} bytes is over the limit of {self.max_value_bytes} bytes")
+            if len(ext) > MAX_EXT_LEN or (digest and len(digest) != 32):
+                raise ValueError("extension or digest too long for a version 2 record")
             ctype_b = content_type.encode("utf-8")
         elif kind == PUT:
             vlen = len(value)

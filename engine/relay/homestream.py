@@ -97,6 +97,8 @@ class HomestreamFollower(Follower):
                 return  # already copied (a replay at the switch-over of a reconnect)
             hash_text = doc.get("hash") if kind == PUT else None
             digest = b64decode(hash_text) if hash_text else b""
+            if len(digest) != 32:
+                digest = b""  # not a BLAKE3-256 hash: kept as unknown rather than refusing the event
             body = doc.get("body")
             meta = Meta(self.name, seq, seq, int(doc.get("ts", 0)), int(doc.get("size", 0)) if kind == PUT else 0,
                         flags=NO_HASH if kind == PUT and not digest else 0)

@@ -135,3 +135,15 @@ def test_an_upstreams_kind_cannot_change_once_the_relay_holds_its_records(tmp_pa
     svc = RelayService([UpstreamSpec("a", "http://h")], log, recovered)  # kind known from the log: no probe
     assert svc.followers[0].kind == "homestream" and svc.followers[0].resume() == (3, 0)
     log.close()
+
+
+def test_a_body_over_the_relays_value_limit_is_dropped_but_the_event_kept_with_its_hash_and_size(tmp_path):
+    log = Log.open(str(tmp_path / "v"), segment_bytes=64 * 1024, fsync="always", max_value_bytes=10)
+    f = HomestreamFollower(UpstreamSpec("a", "http://h"), log)
+    assert f.append_event(PUT, USER, "/pub/big", b"\2" * 32, b"y" * 11, Meta("a", 1, 1, 1, 11))
+    assert f.append_event(PUT, USER, "/pub/fits", b"\2" * 32, b"y" * 10, Meta("a", 2, 2, 1, 10))
+    assert not f.append_event(PUT, USER, "/pub/../bad", b"\2" * 32, None, Meta("a", 3, 3, 1, 0))
+    got = relay_events(log)
+    assert [(p, m.b, bool(m.flags & 4)) for _k, p, m in got] == [("/pub/big", 11, False), ("/pub/fits", 10, True)]
+    assert bytes(next(log.read_from(1)).digest) == b"\2" * 32 and f.skipped_total == 1
+    log.close()
