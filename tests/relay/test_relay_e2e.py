@@ -211,6 +211,11 @@ def test_relay_patterns_events_page_and_refusals(upstreams, relays):
     assert [json.loads(f["data"])["user"] for f in frames] == [USERS[1]] * 3
     page = httpx.get(relay.url + "/events/?cursor=2&limit=3").text.split("\n")
     assert len(page) == 4 and page[-1] == "cursor: 5" and page[0].startswith("PUT pubky://")
+    stream = SSEReader(relay.port, f"/events-stream?user={USERS[1]}:7&live=false")
+    pk = stream.read_frames(until_end=True)
+    stream.close()
+    assert [f["data"].split("\n")[1] for f in pk] == ["cursor: 8", "cursor: 9"]  # the relay's seqs, after 7
+    assert pk[0]["data"].startswith(f"pubky://{USERS[1]}/pub/r/")
     r = httpx.put(relay.url + f"/{USERS[0]}/pub/x", content=b"v")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
     assert httpx.get(relay.url + f"/{USERS[0]}/pub/r/00000").status_code == 404
