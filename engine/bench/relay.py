@@ -5,7 +5,8 @@ one `homestream relay` following them, all started here on 127.0.0.1; `--subscri
 subscribers on the relay (in `--client-procs` processes, the fan-out bench's checker: every connection's relay
 ids contiguous, none missing, none repeated); one writer process PUTs `--rate` events/s to each upstream for
 `--seconds`. Figures: events/s through the relay, lag from the upstream's append (`ts` of the event, as the
-relay passes it on) to delivery at the subscriber, p50/p99; relay CPU per event and per delivery (from
+relay passes it on; the upstreams run fsync=never by default so that this is their commit) to delivery at the
+subscriber, p50/p99; relay CPU per event and per delivery (from
 /proc/<pid>/stat over the run). With `--baseline` the same subscribers read one homeserver written at N x rate
 events/s, for the homeserver's own fan-out CPU per delivery (which also pays for its writes).
 """
@@ -31,6 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="steady duration of each run")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--upstream-fsync", default="never", choices=("always", "batch", "never"),
+                        help="the upstreams' --fsync (default never: an upstream's ts is then its commit, so the "
+                             "lag measured is upstream commit -> relay delivery, not N upstreams' fsyncs "
+                             "competing for one disk); the relay itself keeps fsync=batch")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure one homeserver's fan-out at the same total rate")
 
@@ -104,8 +109,9 @@ def _writer_proc(ports: list[int], rate: float, seconds: float, go, out) -> None
     out.put(uvloop.run(_write_steady(ports, rate, seconds)))
 
 
-def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int, tmp: str) -> dict:
-    ups = [ServerProc(os.path.join(tmp, f"up{n}-{i}")) for i in range(n)]
+def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int, tmp: str,
+              upstream_fsync: str = "never") -> dict:
+    ups = [ServerProc(os.path.join(tmp, f"up{n}-{i}"), ["--fsync", upstream_fsync]) for i in range(n)]
     relay = None
     workers = []
     try:
@@ -141,7 +147,7 @@ def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int,
         cpu = cpu1 - cpu0
         wall = end - t0
         return {
-            "upstreams": n, "rate_per_upstream": rate, "seconds": seconds, "subscribers": subscribers,
+            "upstreams": n, "upstream_fsync": upstream_fsync, "rate_per_upstream": rate, "seconds": seconds, "subscribers": subscribers,
             "written": written, "expected_deliveries": subscribers * total, "deliveries": deliveries,
             "lost": subscribers * total - deliveries, "order_errors": sum(r["errors"] for r in results),
             "events_per_s": round(total / wall, 1) if wall > 0 else 0,
@@ -171,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="hs-relay-") as tmp:
         for n in counts:
-            r = run_relay(n, args.rate, args.seconds, args.subscribers, args.client_procs, tmp)
+            r = run_relay(n, args.rate, args.seconds, args.subscribers, args.client_procs, tmp, args.upstream_fsync)
             results["runs"].append(r)
             _print(f"relay n={n}", r, args.json)
             if args.baseline:

@@ -1,6 +1,7 @@
 """Following a homestream upstream: `GET /subscribe?p=*&after=<cursor>&inline=1`, one record per event.
 
-The SSE bytes are parsed by the client's incremental parser (engine/client/stream.py). Each PUT/DEL frame is
+The stream is read by engine/relay/wire.py and its SSE bytes parsed by the client's incremental parser
+(engine/client/stream.py). Each PUT/DEL frame is
 appended with the upstream's seq as the relay's cursor; a `gap` frame (the upstream's retention dropped what the
 relay still needed) becomes one GAP record and moves the cursor past it; `end` or any error reconnects from the
 cursor with jittered back-off (`evicted`: at once). Invariants: a frame is appended only if its seq is beyond the
@@ -23,6 +24,7 @@ from ..errors import StorageError
 from ..log.record import DEL, PUT
 from .follower import HEALTHY_CONNECTION, Follower, backoff_delay
 from .record import NO_HASH, Meta
+from .wire import StreamRefused, open_stream
 
 log = logging.getLogger("homestream.relay")
 
@@ -55,7 +57,7 @@ class HomestreamFollower(Follower):
                 self.failed(f"the relay's log: {exc}", storage=True)
                 log.error("upstream %s: cannot append to the relay's log: %s", self.name, exc)
                 reason = str(exc)
-            except (httpx.HTTPError, httpx.StreamError, OSError, ValueError, KeyError, TypeError) as exc:
+            except (StreamRefused, OSError, ValueError, KeyError, TypeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if self.state != "failed":
                 self.failed(reason)
@@ -67,21 +69,21 @@ class HomestreamFollower(Follower):
             log.info("upstream %s: %s; reconnecting in %.2f s after %s", self.name, reason, delay, self.cursor_text)
             await asyncio.sleep(delay)
 
-    async def _follow(self, http: httpx.AsyncClient) -> None:
+    async def _follow(self, http: httpx.AsyncClient | None = None) -> None:
+        """One connection: read the upstream's stream from the cursor until it ends or fails (engine/relay/wire.py,
+        not httpx: it is the relay's hot path)."""
         cursor = self.resume()[0]
         params = [("p", "*"), ("inline", "1"), ("after", str(cursor))]
-        timeout = httpx.Timeout(10.0, read=IDLE_TIMEOUT)
-        async with http.stream("GET", self.url + "/subscribe", params=params, timeout=timeout,
-                               headers={"accept": "text/event-stream"}) as resp:
-            if resp.status_code != 200:
-                body = (await resp.aread())[:300].decode("utf-8", "replace")
-                raise httpx.HTTPStatusError(f"/subscribe answered {resp.status_code}: {body}",
-                                            request=resp.request, response=resp)
-            self.connected("live")
-            parser = SSEParser()
-            async for chunk in resp.aiter_raw():
-                for frame in parser.feed(chunk):
+        parser = SSEParser()
+        stream = open_stream(self.url, "/subscribe", params, idle_timeout=IDLE_TIMEOUT)
+        try:
+            async for data in stream:
+                if self.state != "live":
+                    self.connected("live")
+                for frame in parser.feed(data):
                     self.on_frame(frame)
+        finally:
+            await stream.aclose()
 
     def on_frame(self, frame: dict[str, str]) -> None:
         """Append what one upstream frame stands for (PUT, DEL, gap), or raise UpstreamEnded on `end`."""
