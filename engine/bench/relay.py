@@ -47,8 +47,14 @@ class RelayProc:
                "--log-level", "warning", "--max-connections", "200000", "--upstream-retry-max", "1"]
         for i, url in enumerate(upstream_urls):
             cmd += ["--upstream", f"u{i}={url}"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_listening(self.proc, self.port, "homestream relay", lambda: self.proc.stderr.read().decode())
+        self.log_path = data + ".log"  # a file, not a pipe: a pipe nobody reads would stall the relay when full
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log)
+        wait_listening(self.proc, self.port, "homestream relay", self.log_tail)
+
+    def log_tail(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            return fh.read()[-4000:].decode("utf-8", "replace")
 
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
@@ -60,6 +66,7 @@ class RelayProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._log.close()
 
 
 async def _write_steady(ports: list[int], rate: float, seconds: float) -> int:
@@ -109,6 +116,20 @@ def _writer_proc(ports: list[int], rate: float, seconds: float, go, out) -> None
     out.put(uvloop.run(_write_steady(ports, rate, seconds)))
 
 
+def _wait_subscribers(port: int, n: int, timeout: float = 120.0) -> None:
+    """Until the server's homestream_subscribers gauge reaches n (late subscribers would miss the first events)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith("homestream_subscribers ") and float(line.split()[1]) >= n:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not attach {n} subscribers within {timeout:g} s")
+
+
 def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int, tmp: str,
               upstream_fsync: str = "never") -> dict:
     ups = [ServerProc(os.path.join(tmp, f"up{n}-{i}"), ["--fsync", upstream_fsync]) for i in range(n)]
@@ -130,6 +151,7 @@ def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int,
             workers.append(p)
         for r in readies:
             r.wait(120)
+        _wait_subscribers(relay.port, subscribers)  # a loaded relay may not have attached them all yet
         wout = ctx.Queue()
         writer = ctx.Process(target=_writer_proc, args=([u.port for u in ups], rate, seconds, go, wout))
         writer.start()
@@ -164,6 +186,9 @@ def run_relay(n: int, rate: float, seconds: float, subscribers: int, procs: int,
                 p.kill()
         if relay is not None:
             relay.stop()
+            tail = relay.log_tail().strip()
+            if tail:
+                print(f"[relay n={n} log] {tail[-1500:]}", file=sys.stderr, flush=True)
         for u in ups:
             u.stop()
 
