@@ -31,7 +31,7 @@
 # - a length field of 0 is the end of the data in a segment (segments are pre-allocated with zeros);
 # - records are written whole, CRC last, so a torn write fails its CRC.
 #
-# WARNING: the record format and the recovery scanner (store.py `_scan_segment` and `decode_records` below)
+# WARNING: the record format and the recovery scanner (store.py `_scan`, recovery.py and `decode_records` below)
 # must change together. A new layout needs a new MAGIC, and the scanner must keep reading the old one.
 
 from __future__ import annotations

@@ -108,3 +108,28 @@ def test_retention_compaction_keeps_live_v2_records_with_their_ext(open_log, use
     segs = log.raw_segments()
     first = next(decode_records(segs[0], verify=True))
     assert first.seq == 7 and bytes(first.ext) == b"x006"
+
+
+def test_damage_among_v2_records_is_found_and_counted_like_among_v1_records(open_log, logdir, user):
+    from engine.errors import DamagedSegment
+    from engine.log import recovery
+    from engine.log.store import LOC_MASK
+
+    log = open_log(segment_bytes=1 << 20)
+    recs = [log.append(PUT, user, f"/pub/k{i:03d}", b"v" * 50, digest=DIGEST, ext=b"relay-ext-%03d" % i)
+            for i in range(40)]
+    recs.append(log.append(GAP, user, "/", ext=b"gap"))
+    log.flush()
+    path = log.segments()[-1][0]
+    log.close()
+    os.unlink(os.path.join(logdir, "meta.json"))  # as a crash leaves it
+    bad = recs[10]
+    with open(path, "r+b") as fh:
+        fh.seek((bad.loc & LOC_MASK) + 40)
+        fh.write(b"\xde\xad\xbe\xef")
+    with pytest.raises(DamagedSegment) as info:
+        open_log()
+    assert info.value.lost == (bad.seq, bad.seq) and info.value.valid_after == 41 - bad.seq
+    data = open(path, "rb").read()
+    walk = recovery.walk(data, len(data.rstrip(b"\0")), last_seq=0, contiguous=True)
+    assert [s.lost for s in walk.spans] == [(bad.seq, bad.seq)] and walk.last_seq == 41
