@@ -432,3 +432,21 @@ def test_a_live_upstream_gap_reaches_every_live_subscriber_whatever_its_patterns
     assert json.loads(got[1]["data"])["upstream_id"] == f"{encode_seq(10)}.{user}"
     assert [f["event"] for f in only_gap] == ["gap"]
     assert ("after", "10") in fake.requests[1].query
+
+
+def test_a_dead_upstream_never_holds_up_the_others_and_homestream_tail_reads_the_relay(upstreams, relays):
+    from commands.tailproc import TailProc
+    from e2e.harness import free_port
+
+    (up,) = upstreams(1)
+    write(up.url, 4)
+    relay = relays({"dead": f"http://127.0.0.1:{free_port()}", "a": up.url})
+    wait_until(lambda: caught_up(relay.url, {"a": "4"}), what="the live upstream copied despite the dead one")
+    h = health(relay.url)
+    assert h["dead"]["state"] == "detecting" and h["dead"]["kind"] is None and h["dead"]["cursor"] is None
+    assert h["dead"]["lag_s"] > 0 and h["a"]["state"] == "live"
+    tail = TailProc(["*", "--after", "0", "--no-live", "--url", relay.url])
+    assert tail.finish(30) == 0, tail.stderr
+    ids = upstream_ids(up.url)
+    assert [line.split()[0] for line in tail.lines] == [f["id"] for f in history(relay.url)]
+    assert len(tail.lines) == len(ids) and tail.lines[0].split()[1] == "PUT"
