@@ -450,3 +450,22 @@ def test_a_dead_upstream_never_holds_up_the_others_and_homestream_tail_reads_the
     ids = upstream_ids(up.url)
     assert [line.split()[0] for line in tail.lines] == [f["id"] for f in history(relay.url)]
     assert len(tail.lines) == len(ids) and tail.lines[0].split()[1] == "PUT"
+
+
+def test_a_relay_follows_another_relay_detected_as_homestream(tmp_path, upstreams, relays):
+    (up,) = upstreams(1)
+    write(up.url, 5)
+    first = relays({"a": up.url})
+    wait_until(lambda: caught_up(first.url, {"a": "5"}))
+    second = ThreadServer(tmp_path / "relay2", build=build_relay, **relay_settings({"r1": first.url})).start()
+    try:
+        wait_until(lambda: caught_up(second.url, {"r1": "5"}), what="the second relay copying the first")
+        assert health(second.url)["r1"]["kind"] == "homestream"
+        theirs, mine = history(first.url), history(second.url)
+        assert [json.loads(f["data"])["upstream_id"] for f in mine] == [f["id"] for f in theirs]
+        for f, g in zip(theirs, mine):
+            a, b = json.loads(f["data"]), json.loads(g["data"])
+            assert (a["path"], a.get("hash"), a.get("size"), a["ts"], a.get("body")) == (
+                b["path"], b.get("hash"), b.get("size"), b["ts"], b.get("body"))
+    finally:
+        second.stop()
