@@ -57,6 +57,14 @@ class Settings:
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
+    # ---- a public server (SPEC 5.2): signups, quotas, rate limits, admin API (engine/policy, engine/admin) ----
+    signup: str = _f("open", "who may write: open (anyone signed), token (after POST /signup?token=), closed")
+    user_quota_bytes: int = _f(0, "most live bytes (sum of current value sizes) per user; past it 507; 0 is off")
+    rate_user_writes: float = _f(0.0, "writes per second per user (token bucket, burst the same); past it 429; 0 is off")
+    rate_ip_requests: float = _f(0.0, "requests per second per client address (burst the same); past it 429; 0 is off")
+    rate_ip_streams: int = _f(0, "most open event streams per client address; past it 429; 0 is off")
+    trusted_proxies: list = _f([], "CIDR ranges of reverse proxies whose X-Forwarded-For names the client address")
+    admin_secret_file: str = _f("", "file holding the admin API's bearer secret; empty: /admin/ is 404")
     # ---- homestream relay (engine/relay/, SPEC 5.4); `serve` ignores these ----
     upstream: list = _f([], "relay: upstreams to follow, NAME=URL (repeat the flag); TOML: [[upstream]] tables "
                         "with name, url and optional kind = homestream|pubky (default: detected)", relay=True)
@@ -86,6 +94,22 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.signup not in ("open", "token", "closed"):
+            raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
+        for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative (0 turns it off)")
+        from .policy.clientaddr import parse_networks
+
+        parse_networks(self.trusted_proxies)  # ValueError naming a bad range
+        if self.admin_secret_file:
+            try:
+                secret = Path(self.admin_secret_file).read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"admin_secret_file: cannot read {self.admin_secret_file}: {exc.strerror}") from None
+            if not secret:
+                raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
+                                 "(make a secret with: openssl rand -hex 32)")
         if self.poll_interval <= 0 or self.upstream_retry_max <= 0:
             raise ValueError("poll_interval and upstream_retry_max must be positive")
         if self.log_level not in ("debug", "info", "warning", "error"):

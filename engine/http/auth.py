@@ -128,6 +128,7 @@ class Authenticator:
         self.clock = clock
         self.replay = ReplayMemory(skew)
         self._checked: Checked | None = None  # the answer `remember`ed for the request being handled
+        self.write_gate: Callable[[str], None] | None = None  # Policy.admit_write: may raise 403/429
 
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
@@ -166,11 +167,12 @@ class Authenticator:
         return creds.signer
 
     def authorize_write(self, header: str | None, method: str, path: str, body: bytes, owner: str) -> None:
-        if self.open_writes:
-            return
-        signer = self.verify(header, method, path, body, write=True)
-        if signer != owner:
-            raise Unauthorized("the signer is not the user this path belongs to")
+        if not self.open_writes:
+            signer = self.verify(header, method, path, body, write=True)
+            if signer != owner:
+                raise Unauthorized("the signer is not the user this path belongs to")
+        if self.write_gate is not None:  # SPEC 5.2: signup and rate limits, right after auth (engine/policy)
+            self.write_gate(owner)
 
     def reader(self, header: str | None, method: str, path: str) -> str | None:
         """The authenticated reader, or None when no credentials were sent. Bad credentials are 401."""

@@ -97,7 +97,11 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def from_client_error(exc: ClientError) -> Response:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after", None)  # RateLimited (SPEC 5.2)
+    if retry_after is not None:
+        response.headers.append((b"retry-after", b"%d" % retry_after))
+    return response
 
 
 _cors_cache: dict[tuple[bytes | None, frozenset[bytes]], bytes] = {}
