@@ -38,6 +38,7 @@ def build_relay(settings: Settings) -> App:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     log_ = Log.open(settings.data, segment_bytes=settings.segment_bytes, fsync=settings.fsync,
                     commit_window=settings.commit_window_ms / 1000.0, max_value_bytes=settings.max_body_bytes)
+    log_.native_scan = False  # version 2 records: history scans in Python (engine/pubsub/history.py)
     try:
         service = RelayService(specs, log_, recover(log_, [s.name for s in specs]),
                                poll_interval=settings.poll_interval, retry_max=settings.upstream_retry_max)
