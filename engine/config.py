@@ -81,6 +81,13 @@ class Settings:
     # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
     workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
     workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
+    # ---- homestream relay (engine/relay/, SPEC 5.4); `serve` ignores these ----
+    upstream: list = _f([], "relay: upstreams to follow, NAME=URL (repeat the flag); TOML: [[upstream]] tables "
+                        "with name, url and optional kind = homestream|pubky (default: detected)", relay=True)
+    poll_interval: float = _f(1.0, "relay: how often a pubky upstream's /events/ feed is polled once caught up (s)",
+                              relay=True)
+    upstream_retry_max: float = _f(30.0, "relay: longest back-off between reconnects to an upstream (s)",
+                                   relay=True)
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -124,6 +131,8 @@ class Settings:
             if not secret:
                 raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
                                  "(make a secret with: openssl rand -hex 32)")
+        if self.poll_interval <= 0 or self.upstream_retry_max <= 0:
+            raise ValueError("poll_interval and upstream_retry_max must be positive")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -131,6 +140,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data)
+
+    @classmethod
+    def relay_only(cls) -> frozenset[str]:
+        """Fields only `homestream relay` reads (left out of `serve`'s flags)."""
+        return frozenset(f.name for f in fields(cls) if f.metadata.get("relay"))
 
     @classmethod
     def describe(cls) -> list[tuple[str, Any, str]]:

@@ -90,13 +90,15 @@ class Server:
                                                           reuse_port=self.reuse_port or None)
         if (s.retention_age or s.retention_bytes) and self.runs_retention:
             self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        for service in self.app.services:
+            service.start(self.loop)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
 
     def _run_retention(self) -> None:
         s = self.settings
         try:
-            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
+            result = self.app.apply_retention(s.retention_age, s.retention_bytes)
             if result.get("compacted") or result.get("removed"):
                 log.info("retention: %s", result)
         except Exception:
@@ -117,6 +119,8 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
+        for service in self.app.services:
+            await service.stop()
         if self._retention is not None:
             self._retention.cancel()
         if self.app.hub is not None:
@@ -166,8 +170,9 @@ def build_app(settings: Settings) -> App:
     return app
 
 
-def log_gauges(m: Any, log_: Any, keyspace: Any) -> None:
-    """The log's and key index's gauges (a worker registers them over its reader too)."""
+def log_gauges(m: Any, log_: Any, keyspace: Any = None) -> None:
+    """The log's gauges and counters on /metrics, and the key index's when there is one (a homeserver's, a
+    worker's over its reader, a relay's without keys)."""
     m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
     m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
     m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
@@ -184,7 +189,8 @@ def log_gauges(m: Any, log_: Any, keyspace: Any) -> None:
     for name in log_.stats.__slots__:
         m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
                 lambda name=name: getattr(log_.stats, name))
-    m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
+    if keyspace is not None:
+        m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
 
 
 def _install_extensions(app: App) -> None:
@@ -201,9 +207,10 @@ def _install_extensions(app: App) -> None:
         module.install(app)
 
 
-async def serve(settings: Settings, ready: Any = None) -> int:
+async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int:
+    """Run a server until SIGTERM/SIGINT: the homeserver, or what `build(settings)` assembles (the relay)."""
     loop = asyncio.get_running_loop()
-    app = build_app(settings)
+    app = (build or build_app)(settings)
     if settings.open_writes:
         banner = "!" * 78
         for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
@@ -234,7 +241,7 @@ async def serve(settings: Settings, ready: Any = None) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
-    return uvloop.run(serve(settings))
+    return uvloop.run(serve(settings, build=build))

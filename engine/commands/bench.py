@@ -17,6 +17,7 @@ BENCHES = {
     "sync": "engine.bench.sync",
     "policy": "engine.bench.policy",
     "workers": "engine.bench.workers",
+    "relay": "engine.bench.relay",
 }
 
 
