@@ -78,6 +78,16 @@ class Settings:
                                  "sessions together (bytes); the oldest sessions are dropped past it")
     history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
                                    "examines; past it the answer stops early, with a cursor to go on from")
+    # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
+    workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
+    workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
+    # ---- homestream relay (engine/relay/, SPEC 5.4); `serve` ignores these ----
+    upstream: list = _f([], "relay: upstreams to follow, NAME=URL (repeat the flag); TOML: [[upstream]] tables "
+                        "with name, url and optional kind = homestream|pubky (default: detected)", relay=True)
+    poll_interval: float = _f(1.0, "relay: how often a pubky upstream's /events/ feed is polled once caught up (s)",
+                              relay=True)
+    upstream_retry_max: float = _f(30.0, "relay: longest back-off between reconnects to an upstream (s)",
+                                   relay=True)
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -102,6 +112,9 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
+                                           and 1 <= int(self.workers) <= 1024):
+            raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
         if self.signup not in ("open", "token", "closed"):
             raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
         for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):
@@ -118,6 +131,8 @@ class Settings:
             if not secret:
                 raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
                                  "(make a secret with: openssl rand -hex 32)")
+        if self.poll_interval <= 0 or self.upstream_retry_max <= 0:
+            raise ValueError("poll_interval and upstream_retry_max must be positive")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -125,6 +140,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data)
+
+    @classmethod
+    def relay_only(cls) -> frozenset[str]:
+        """Fields only `homestream relay` reads (left out of `serve`'s flags)."""
+        return frozenset(f.name for f in fields(cls) if f.metadata.get("relay"))
 
     @classmethod
     def describe(cls) -> list[tuple[str, Any, str]]:

@@ -23,8 +23,11 @@ log = logging.getLogger("homestream.server")
 
 
 class Server:
-    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop):
+    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop, sock: Any = None):
         self.settings = settings
+        self.runs_retention = True  # False in a worker: the writer process owns retention
+        self.reuse_port = False  # a worker of serve --workers N with --workers-reuse-port: its own SO_REUSEPORT socket
+        self.sock = sock  # a listening socket to accept on (a worker of serve --workers N), else bind host:port
         self.app = app
         self.loop = loop
         self.connections: set[HttpConnection] = set()
@@ -78,17 +81,24 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
-        self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
-                                                      backlog=4096, reuse_address=True)
-        if s.retention_age or s.retention_bytes:
+        if self.sock is not None:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), sock=self.sock,
+                                                          backlog=4096)
+        else:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
+                                                          backlog=4096, reuse_address=True,
+                                                          reuse_port=self.reuse_port or None)
+        if (s.retention_age or s.retention_bytes) and self.runs_retention:
             self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        for service in self.app.services:
+            service.start(self.loop)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
 
     def _run_retention(self) -> None:
         s = self.settings
         try:
-            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
+            result = self.app.apply_retention(s.retention_age, s.retention_bytes)
             if result.get("compacted") or result.get("removed"):
                 log.info("retention: %s", result)
         except Exception:
@@ -109,6 +119,8 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
+        for service in self.app.services:
+            await service.stop()
         if self._retention is not None:
             self._retention.cancel()
         if self.app.hub is not None:
@@ -153,7 +165,14 @@ def build_app(settings: Settings) -> App:
                              max_value_bytes=settings.max_body_bytes)
     log_ = keyspace.log
     app = App(settings, log_, keyspace)
-    m = app.metrics
+    log_gauges(app.metrics, log_, keyspace)
+    _install_extensions(app)
+    return app
+
+
+def log_gauges(m: Any, log_: Any, keyspace: Any = None) -> None:
+    """The log's gauges and counters on /metrics, and the key index's when there is one (a homeserver's, a
+    worker's over its reader, a relay's without keys)."""
     m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
     m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
     m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
@@ -170,9 +189,8 @@ def build_app(settings: Settings) -> App:
     for name in log_.stats.__slots__:
         m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
                 lambda name=name: getattr(log_.stats, name))
-    m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
-    _install_extensions(app)
-    return app
+    if keyspace is not None:
+        m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
 
 
 def _install_extensions(app: App) -> None:
@@ -189,9 +207,10 @@ def _install_extensions(app: App) -> None:
         module.install(app)
 
 
-async def serve(settings: Settings, ready: Any = None) -> int:
+async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int:
+    """Run a server until SIGTERM/SIGINT: the homeserver, or what `build(settings)` assembles (the relay)."""
     loop = asyncio.get_running_loop()
-    app = build_app(settings)
+    app = (build or build_app)(settings)
     if settings.open_writes:
         banner = "!" * 78
         for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
@@ -222,7 +241,7 @@ async def serve(settings: Settings, ready: Any = None) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
-    return uvloop.run(serve(settings))
+    return uvloop.run(serve(settings, build=build))

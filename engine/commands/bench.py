@@ -19,6 +19,8 @@ BENCHES = {
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
     "policy": "engine.bench.policy",
+    "workers": "engine.bench.workers",
+    "relay": "engine.bench.relay",
 }
 
 

@@ -23,6 +23,7 @@ examples:
   homestream serve --data /var/lib/homestream --host 0.0.0.0 --fsync always
   homestream serve --config homestream.toml         # any flag below as a TOML key
   HOMESTREAM_PORT=7000 homestream serve             # any flag as HOMESTREAM_<NAME>
+  homestream serve --workers auto                   # one writer + a worker process per usable core
 
 The server stays in the foreground and logs to stderr; stop it with Ctrl-C or SIGTERM (it finishes in-flight
 writes first). Use a second terminal for the client commands (put, get, tail, ...).
@@ -31,8 +32,15 @@ writes first). Use a second terminal for the client commands (put, get, tail, ..
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
+    add_settings_flags(parser, skip=Settings.relay_only())
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """`--config` and one flag per Settings field (but those in `skip`)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file with settings (flags and env override it)")
     for name, default, doc in Settings.describe():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=doc)
@@ -51,7 +59,7 @@ def setup_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name, _, _ in Settings.describe()}
+    overrides = {name: getattr(args, name, None) for name, _, _ in Settings.describe()}
     try:
         settings = Settings.load(args.config, overrides=overrides)
     except tomllib.TOMLDecodeError as exc:
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         where = f" (from {args.config}, HOMESTREAM_* or the flags)" if args.config else ""
         return _fail(f"{exc}{where}", 2)
     setup_logging(settings.log_level)
-    from ..server import run as run_server
+    from ..workers.supervisor import run as run_server  # --workers 1: the one-process server, unchanged
 
     try:
         return run_server(settings)

@@ -51,7 +51,8 @@ from . import recovery as _recovery
 from . import segment as _seg
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
-    DEL, HEADER, HEADER_SIZE, MAGIC, PREFIX, PUT, Record, U32, crc32c, decode_records,
+    DEL, GAP, HEADER, HEADER_SIZE, MAGIC, MAGIC_V2, MAX_EXT_LEN, PREFIX, PUT, Record, U32, crc32c, decode_records,
+    framing_ok,
 )
 from .segment import Segment
 
@@ -382,7 +383,7 @@ class Log:
         if seg.capacity < HEADER_SIZE:
             return None
         length, _crc, magic, kind, _p, _c, _f, seq, _ts, _v = PREFIX.unpack_from(seg.mm, 0)
-        if length == 0 or magic != MAGIC or kind not in (PUT, DEL) or length > seg.capacity:
+        if length == 0 or length > seg.capacity or not framing_ok(magic, kind, _p, _c, _f, _v, length):
             return None
         if crc32c(seg.mv[8:length]) != _crc:
             return None
@@ -413,8 +414,9 @@ class Log:
             length, crc, magic, kind, plen, clen, _flags, seq, ts, vlen = unpack(mm, off)
             if length == 0:
                 break
-            if magic != MAGIC or kind not in (1, 2) or length < HEADER_SIZE or off + length > cap \
-                    or HEADER_SIZE + plen + clen + vlen != length:
+            if length < HEADER_SIZE or off + length > cap or ((
+                    magic != MAGIC or kind not in (1, 2) or HEADER_SIZE + plen + clen + vlen != length)
+                    and not framing_ok(magic, kind, plen, clen, _flags, vlen, length)):  # version 2: record.py
                 bad = "bad framing"
                 break
             if crc32c(mv[off + 8:off + length]) != crc:
@@ -503,8 +505,11 @@ class Log:
         return b
 
     def append(self, kind: int, user: str, path: str, value=b"", digest: bytes = b"", content_type: str = "",
-               ts: int | None = None) -> Record:
+               ts: int | None = None, ext: bytes = b"") -> Record:
         """Append one record and return it (not yet durable: see wait_durable). Synchronous.
+
+        A non-empty `ext` writes a version 2 record (record.py) with that extension block; only then is the kind
+        GAP allowed, and a PUT keeps the digest it is given even with an empty value (a relay's copy).
 
         ValueTooLarge / InvalidName / LogFull leave the log unchanged and appendable.
         """
@@ -520,7 +525,14 @@ class Log:
         if (path_b[:1] != b"/" or len(path_b) > 1024 or b"\0" in path_b or b"//" in path_b
                 or b"/." in path_b):
             path_b = _fast_path_bytes(path)
-        if kind == PUT:
+        if ext and (kind == GAP or (kind == PUT and digest)):
+            vlen = len(value)
+            if vlen > self.max_value_bytes:
+                raise ValueTooLarge(f"value of {vlen} bytes is over the limit of {self.max_value_bytes} bytes")
+            if len(ext) > MAX_EXT_LEN or (digest and len(digest) != 32):
+                raise ValueError("extension or digest too long for a version 2 record")
+            ctype_b = content_type.encode("utf-8")
+        elif kind == PUT:
             vlen = len(value)
             if vlen > self.max_value_bytes:
                 raise ValueTooLarge(f"value of {vlen} bytes is over the limit of {self.max_value_bytes} bytes")
@@ -540,7 +552,9 @@ class Log:
             raise ValueError(f"unknown record kind {kind!r}")
         plen = len(path_b)
         clen = len(ctype_b)
-        length = HEADER_SIZE + plen + clen + vlen
+        elen = len(ext)
+        length = HEADER_SIZE + plen + clen + vlen + elen
+        magic = MAGIC_V2 if elen else MAGIC
         seg = self._active
         off = seg.used
         if off + length > seg.capacity:
@@ -553,12 +567,12 @@ class Log:
         end = off + length
         if vlen <= 4096:
             # small record: frame it in one bytes object, CRC it, write it with one copy
-            body = _REST.pack(MAGIC, kind, plen, clen, 0, seq, ts, vlen, user_b, digest or _ZERO_DIGEST) \
-                + path_b + ctype_b + value
+            body = _REST.pack(magic, kind, plen, clen, elen, seq, ts, vlen, user_b, digest or _ZERO_DIGEST) \
+                + path_b + ctype_b + value + ext
             _LEN_CRC.pack_into(mm, off, length, crc32c(body))
             mm[off + 8:end] = body
         else:
-            HEADER.pack_into(mm, off, length, 0, MAGIC, kind, plen, clen, 0, seq, ts, vlen, user_b,
+            HEADER.pack_into(mm, off, length, 0, magic, kind, plen, clen, elen, seq, ts, vlen, user_b,
                              digest or _ZERO_DIGEST)
             p = off + HEADER_SIZE
             mm[p:p + plen] = path_b
@@ -566,7 +580,9 @@ class Log:
             if clen:
                 mm[p:p + clen] = ctype_b
                 p += clen
-            mm[p:end] = value
+            mm[p:end - elen] = value
+            if elen:
+                mm[end - elen:end] = ext
             U32.pack_into(mm, off + 4, crc32c(seg.mv[off + 8:end]))
         seg.used = end
         seg.count += 1
@@ -579,7 +595,7 @@ class Log:
             index.offsets.append(off)
         index._since = 0 if since + 1 >= index.interval else since + 1
         self._next_seq = seq + 1
-        rec = Record(seq, ts, kind, user, path, digest, content_type, value, seg.loc_base | off)
+        rec = Record(seq, ts, kind, user, path, digest, content_type, value, seg.loc_base | off, ext)
         self._written = (seq, seg, end)
         if self._listeners:
             self._unnotified.append(rec)
@@ -838,7 +854,7 @@ class Log:
             users: dict[bytes, str] = {}  # user ids and content types repeat: decode each once per segment
             ctypes: dict[bytes, str] = {}
             while off < end:
-                (length, _crc, _magic, kind, plen, clen, _flags, rseq, ts, vlen, user_b,
+                (length, _crc, magic, kind, plen, clen, flags, rseq, ts, vlen, user_b,
                  digest) = unpack(raw, off)
                 if rseq > until:
                     return
@@ -854,7 +870,8 @@ class Log:
                 if user is None:
                     user = users[user_b] = user_b.decode("ascii")
                 yield Record(rseq, ts, kind, user, path, b"" if kind == DEL else digest, ctype,
-                             mv[p:p + vlen], loc_base | off)
+                             mv[p:p + vlen], loc_base | off,
+                             mv[off + length - flags:off + length] if magic == MAGIC_V2 else b"")
                 off += length
 
     def read_raw(self, seq: int, until: int | None = None,
@@ -901,14 +918,14 @@ class Log:
             raise KeyError(f"no segment for location {loc}")
         mv = seg.mv
         off = loc & LOC_MASK
-        (length, _crc, _magic, kind, plen, clen, _flags, seq, ts, vlen, user_b, digest) = HEADER.unpack_from(mv, off)
+        (length, _crc, magic, kind, plen, clen, flags, seq, ts, vlen, user_b, digest) = HEADER.unpack_from(mv, off)
         p = off + HEADER_SIZE
         path = str(mv[p:p + plen], "utf-8")
         p += plen
         ctype = str(mv[p:p + clen], "utf-8")
         p += clen
         return Record(seq, ts, kind, user_b.decode("ascii"), path, b"" if kind == DEL else digest, ctype,
-                      mv[p:p + vlen], loc)
+                      mv[p:p + vlen], loc, mv[off + length - flags:off + length] if magic == MAGIC_V2 else b"")
 
     def header_at(self, loc: int) -> tuple[int, int, int, bytes, str, int]:
         """(seq, ts, kind, digest, content_type, value_len) of the record at `loc`, without its value."""
@@ -925,6 +942,11 @@ class Log:
         length, _crc, _magic, _kind, plen, clen, _f, _seq, _ts, vlen = PREFIX.unpack_from(seg.mv, off)
         p = off + HEADER_SIZE + plen + clen
         return seg.mv[p:p + vlen]
+
+    def raw_segments(self) -> list[memoryview]:
+        """The records of every live segment (compacted ones included) as raw slices, oldest first, for
+        `decode_records`; same lifetime rules as `read_raw`."""
+        return [s.mv[:s.used] for s in self._segments]
 
     def scan(self, visitor: Callable) -> None:
         """visitor(kind, user_bytes, path_bytes, loc) for every record of every segment, in seq order."""

@@ -23,7 +23,7 @@ from ..http.sse import chunk, event_frame
 from ..metrics import Metrics
 from ..native.trie import SubscriptionIndex
 from ..names import Pattern
-from .subscription import CATCHUP, CLOSED, LIVE, RECORD_OVERHEAD, Subscription
+from .subscription import CATCHUP, CLOSED, LIVE, RECORD_OVERHEAD, Subscription, make_matcher
 
 log = logging.getLogger("homestream.pubsub")
 
@@ -31,7 +31,7 @@ log = logging.getLogger("homestream.pubsub")
 class Hub:
     def __init__(self, log_: Any, metrics: Metrics, loop: asyncio.AbstractEventLoop | None = None, *,
                  inline_max: int = 4096, send_queue_bytes: int = 1 << 20, max_lag_bytes: int = 1 << 30,
-                 keepalive: float = 15.0):
+                 keepalive: float = 15.0, encoder: Callable[..., bytes] = event_frame):
         self.log = log_
         self.metrics = metrics
         self.loop = loop or asyncio.get_event_loop()
@@ -50,7 +50,11 @@ class Hub:
         self.published_bytes = 0
         self.tick = 0
         self._frame_cache: dict[tuple[Any, int], bytes] = {}
-        self.inline_encoder = functools.partial(event_frame, inline_max=inline_max)
+        # encoder(record, inline_max=None): the event frame of a record (a relay's frames add its upstream);
+        # the C replay of csrc/sse.c writes the standard frame only, so it serves only the standard encoder
+        self.encode = encoder
+        self.native_replay = encoder is event_frame
+        self.inline_encoder = functools.partial(encoder, inline_max=inline_max)
         self._finishing: list[tuple[Subscription, str]] = []
         self.keepalive_ticks = 3
         self._tick_interval = keepalive / self.keepalive_ticks
@@ -96,12 +100,17 @@ class Hub:
     def rejoined(self, sub: Subscription) -> None:
         self.lagging -= 1
 
+    def make_matcher(self, patterns: list[Pattern], reader: str | None) -> Callable[[Any], bool]:
+        """The history matcher of a subscription (a relay's hub also passes its gap records)."""
+        return make_matcher(patterns, reader)
+
     # ---- publishing ----
 
     def publish(self, records: list[Any]) -> None:
         dirty: list[Subscription] = []
         match_public = self._match_public
         match_private = self._match_private
+        encode = self.encode
         deliveries = 0
         nbytes = 0
         size_total = 0
@@ -119,7 +128,7 @@ class Hub:
                 if sub.mode != LIVE:
                     continue
                 if frame is None:
-                    frame = chunk(event_frame(record))
+                    frame = chunk(encode(record))
                 if sub.special:
                     sub.deliver_special(record, frame, dirty)
                     continue
