@@ -33,6 +33,8 @@ class Server:
         self.stopping = False
         self._stopped = asyncio.Event()
         self._retention: asyncio.TimerHandle | None = None
+        self._retention_task: asyncio.Task | None = None
+        self._pass: Any = None
         app.log.add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
@@ -86,13 +88,20 @@ class Server:
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
 
     def _run_retention(self) -> None:
+        self._retention_task = self.loop.create_task(self._retention_pass())
+
+    async def _retention_pass(self) -> None:
+        """One pass, its copying on a worker thread (engine/log/compaction.py), then the next one scheduled."""
         s = self.settings
         try:
-            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
+            self._pass = self.app.keyspace.retention_pass(s.retention_age, s.retention_bytes)
+            result = await self._pass.run()
             if result.get("compacted") or result.get("removed"):
                 log.info("retention: %s", result)
         except Exception:
             log.exception("retention failed; will retry")
+        finally:
+            self._pass = None
         if not self.stopping:
             self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
 
@@ -111,6 +120,10 @@ class Server:
             self.listener.close()
         if self._retention is not None:
             self._retention.cancel()
+        if self._retention_task is not None and not self._retention_task.done():
+            if self._pass is not None:
+                self._pass.stop = True  # ends at the next segment boundary
+            await asyncio.wait([self._retention_task], timeout=max(0.1, deadline - time.monotonic() - 1))
         if self.app.hub is not None:
             self.app.hub.shutdown()
         for conn in list(self.connections):

@@ -265,10 +265,25 @@ class Keyspace:
             if d.get(path_b) == rec.loc:
                 d[path_b] = new_loc
 
+    def live_raw(self, user_b: bytes, path_b: bytes, loc: int) -> bool:
+        """Is the PUT at `loc` (of this user and path) the key's current record? Safe from a worker thread."""
+        d = self._users.get(user_b)
+        return d is not None and d.get(path_b) == loc
+
+    def move_raw(self, user_b: bytes, path_b: bytes, old: int, new: int) -> None:
+        """Point the key at `new` if it still points at `old` (a write made meanwhile wins). Owner thread only."""
+        d = self._users.get(user_b)
+        if d is not None and d.get(path_b) == old:
+            d[path_b] = new
+
     def apply_retention(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None) -> dict:
-        """Log retention keeping the current value of every live key (see Log.apply_retention)."""
-        return self.log.apply_retention(max_age_seconds, max_bytes, is_live=self.is_live, on_move=self._moved,
-                                        now=now)
+        """Log retention keeping the current value of every live key (see Log.apply_retention), inline."""
+        return self.retention_pass(max_age_seconds, max_bytes, now=now).run_sync()
+
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None):
+        """The same as a RetentionPass whose `await run()` keeps the loop free (engine/log/compaction.py)."""
+        return self.log.retention_pass(max_age_seconds, max_bytes, live_raw=self.live_raw, move_raw=self.move_raw,
+                                       now=now)
 
     def close(self) -> None:
         """Close the log if this keyspace opened it (Keyspace.open); idempotent."""

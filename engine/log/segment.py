@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import mmap
 import os
@@ -52,11 +53,10 @@ class Segment:
     """One segment file and its shared mapping. Attributes other modules read: id, path, first_seq, capacity,
     used, count, last_seq, last_ts, sealed, mv (a memoryview over the whole map), index (a SparseIndex)."""
 
-    _next_id = 1
+    _ids = itertools.count(1)  # next() is atomic: segments are made on the loop and by retention's worker thread
 
     def __init__(self, path: str, fd: int, first_seq: int, capacity: int):
-        self.id = Segment._next_id
-        Segment._next_id += 1
+        self.id = next(Segment._ids)
         self.loc_base = self.id << 40  # store.LOC_SHIFT
         self.path = path
         self.fd = fd

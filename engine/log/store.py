@@ -48,6 +48,7 @@ from engine.errors import (
 from engine.names import check_path, decode_user
 
 from . import recovery as _recovery
+from .compaction import RetentionPass
 from . import segment as _seg
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
@@ -947,88 +948,17 @@ class Log:
         """Compact sealed segments older than `max_age_seconds` or beyond `max_bytes` (oldest first, never the
         active one): records with is_live(record) True are copied (same bytes, same seq) into a rewritten
         segment, others dropped; a segment with nothing live is deleted. first_seq moves past them.
-        on_move(record, new_loc) reports each record that moved. Returns counts.
+        on_move(record, new_loc) reports each record that moved. Returns counts. Runs wholly on the calling
+        thread; `retention_pass` gives a pass whose heavy work runs off the loop (engine/log/compaction.py).
         """
         if self._closed:
             raise LogClosed("the log is closed")
-        if not max_age_seconds and not max_bytes:
-            return {"compacted": 0, "removed": 0, "first_seq": self._first_seq}
-        is_live = is_live or (lambda rec: False)
-        self.flush()
-        now_ms = (time.time() if now is None else now) * 1000
-        cutoff = now_ms - max_age_seconds * 1000 if max_age_seconds else None
-        result = {"compacted": 0, "removed": 0}
+        return self.retention_pass(max_age_seconds, max_bytes, is_live=is_live, on_move=on_move,
+                                   now=now).run_sync()
 
-        def wanted(seg: Segment) -> bool:
-            if cutoff is not None and seg.last_ts < cutoff:
-                return True
-            return bool(max_bytes) and self.size_bytes > max_bytes
-
-        candidates = [s for s in self._segments[:-1] if s.first_seq >= self._first_seq]
-        if not candidates or not wanted(candidates[0]):
-            return {**result, "first_seq": self._first_seq}
-        # older compacted segments first, so that no dead record outlives a newer tombstone that is dropped
-        for seg in [s for s in self._segments[:-1] if s.first_seq < self._first_seq]:
-            self._compact(seg, is_live, on_move, result, already_compacted=True)
-        for seg in candidates:
-            if not wanted(seg):
-                break
-            new_first = self._segments[self._segments.index(seg) + 1].first_seq
-            self._first_seq = new_first
-            _seg.write_meta(self.directory, {"first_seq": new_first, "next_seq": self._next_seq})
-            self._compact(seg, is_live, on_move, result, already_compacted=False)
-        _seg.write_meta(self.directory, {"first_seq": self._first_seq, "next_seq": self._next_seq})
-        result["first_seq"] = self._first_seq
-        return result
-
-    def _compact(self, seg: Segment, is_live, on_move, result: dict, *, already_compacted: bool) -> None:
-        live: list[tuple[Record, int, int]] = []
-        mv = seg.mv
-        off = 0
-        base = seg.id << LOC_SHIFT
-        for rec in decode_records(mv[:seg.used]):
-            length = U32.unpack_from(mv, off)[0]
-            rec.loc = base | off
-            if is_live(rec):
-                live.append((rec, off, length))
-            off += length
-        if already_compacted and len(live) == seg.count:
-            return
-        idx = self._segments.index(seg)
-        if not live:
-            seg.retire(unlink=True)
-            _seg.fsync_dir(self.directory)
-            del self._segments[idx]
-            self._by_id.pop(seg.id, None)
-            result["removed"] += 1
-            self.stats.segments_removed_total += 1
-            self.stats.records_compacted_away_total += seg.count
-            return
-        _seg.write_file_atomic(seg.path, [mv[o:o + n] for _r, o, n in live], tmp_suffix=".compact")
-        new = Segment.open(seg.path, seg.first_seq)
-        new.sealed = True
-        new.rename_to_first_seq(live[0][0].seq)
-        new.index = SparseIndex(self.index_interval)
-        noff = 0
-        moves = []
-        for rec, _o, n in live:
-            new.index.note(rec.seq, noff)
-            moves.append((rec, (new.id << LOC_SHIFT) | noff))
-            noff += n
-        new.used = noff
-        new.count = len(live)
-        new.last_seq = live[-1][0].seq
-        new.last_ts = live[-1][0].ts
-        self._segments[idx] = new
-        self._by_id[new.id] = new
-        self._by_id.pop(seg.id, None)
-        seg.retire()
-        result["compacted"] += 1
-        self.stats.segments_compacted_total += 1
-        self.stats.records_compacted_away_total += seg.count - len(live)
-        if on_move is not None:
-            for rec, loc in moves:
-                on_move(rec, loc)
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, **kwargs):
+        """A RetentionPass over this log (engine/log/compaction.py): `await p.run()` on the loop, or run_sync()."""
+        return RetentionPass(self, max_age_seconds, max_bytes, **kwargs)
 
     # ------------------------------------------------------------------ closing
 
