@@ -32,9 +32,9 @@ class Server:
         self.listener: asyncio.AbstractServer | None = None
         self.stopping = False
         self._stopped = asyncio.Event()
-        self._retention: asyncio.TimerHandle | None = None
-        self._retention_task: asyncio.Task | None = None
-        self._pass: Any = None
+        from .maintenance import Maintenance
+
+        self.maintenance = Maintenance(app, settings, loop)  # retention, checkpoints, backups (off the loop)
         app.log.add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
@@ -82,28 +82,9 @@ class Server:
         s = self.settings
         self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
                                                       backlog=4096, reuse_address=True)
-        if s.retention_age or s.retention_bytes:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        self.maintenance.start()
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
-
-    def _run_retention(self) -> None:
-        self._retention_task = self.loop.create_task(self._retention_pass())
-
-    async def _retention_pass(self) -> None:
-        """One pass, its copying on a worker thread (engine/log/compaction.py), then the next one scheduled."""
-        s = self.settings
-        try:
-            self._pass = self.app.keyspace.retention_pass(s.retention_age, s.retention_bytes)
-            result = await self._pass.run()
-            if result.get("compacted") or result.get("removed"):
-                log.info("retention: %s", result)
-        except Exception:
-            log.exception("retention failed; will retry")
-        finally:
-            self._pass = None
-        if not self.stopping:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
 
     @property
     def port(self) -> int:
@@ -118,12 +99,7 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
-        if self._retention is not None:
-            self._retention.cancel()
-        if self._retention_task is not None and not self._retention_task.done():
-            if self._pass is not None:
-                self._pass.stop = True  # ends at the next segment boundary
-            await asyncio.wait([self._retention_task], timeout=max(0.1, deadline - time.monotonic() - 1))
+        await self.maintenance.stop(deadline - 1)
         if self.app.hub is not None:
             self.app.hub.shutdown()
         for conn in list(self.connections):
@@ -135,6 +111,12 @@ class Server:
                 log.warning("%d connections still open at the shutdown deadline; closing them",
                             len(self.connections))
         await asyncio.to_thread(self.app.log.flush)
+        if (self.settings.checkpoint_interval > 0 and deadline - time.monotonic() > 1
+                and self.app.log.last_seq != self.maintenance.checkpoint_seq):
+            try:  # the next start reads only what comes after it
+                await asyncio.wait_for(self.app.keyspace.checkpoint_writer().run(), deadline - time.monotonic() - 1)
+            except Exception as exc:
+                log.warning("no checkpoint at shutdown (%s); the next start rebuilds the index from the log", exc)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()

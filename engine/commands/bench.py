@@ -16,6 +16,7 @@ BENCHES = {
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
     "retention": "engine.bench.retention",
+    "restart": "engine.bench.restart",
 }
 
 

@@ -22,6 +22,8 @@ from engine.log.record import DEL, PUT, Record
 from engine.log.store import Log, _fast_path_bytes
 from engine.names import content_digest, encode_content_hash, is_item_name
 
+from . import checkpoint as _checkpoint
+
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -59,15 +61,20 @@ class Keyspace:
         self._sorted: dict[bytes, list[bytes]] = {}
         self._listeners: list[Callable] = []
         self._owns_log = False
+        self.checkpoint_used = False
         self.log = log
         if log is not None:
             log.scan(self._visit)
             self._drop_empty()
 
     @classmethod
-    def open(cls, directory: str, **log_kwargs) -> "Keyspace":
+    def open(cls, directory: str, *, use_checkpoint: bool = True, **log_kwargs) -> "Keyspace":
+        """With `use_checkpoint`, a valid checkpoint.bin (engine/keyspace/checkpoint.py) gives the index up to
+        its seq and only the records after it are scanned; an invalid one is ignored with a log line."""
         ks = cls()
-        ks.log = Log.open(directory, visitor=ks._visit, **log_kwargs)
+        trusted = _checkpoint.load(directory, ks._users) if use_checkpoint else None
+        ks.log = Log.open(directory, visitor=ks._visit, trusted=trusted, **log_kwargs)
+        ks.checkpoint_used = trusted is not None and trusted.used
         ks._owns_log = True
         ks._drop_empty()
         return ks
@@ -284,6 +291,10 @@ class Keyspace:
         """The same as a RetentionPass whose `await run()` keeps the loop free (engine/log/compaction.py)."""
         return self.log.retention_pass(max_age_seconds, max_bytes, live_raw=self.live_raw, move_raw=self.move_raw,
                                        now=now)
+
+    def checkpoint_writer(self) -> "_checkpoint.CheckpointWriter":
+        """A writer of checkpoint.bin for this index: `await w.run()` on the loop, or w.run_sync()."""
+        return _checkpoint.CheckpointWriter(self)
 
     def close(self) -> None:
         """Close the log if this keyspace opened it (Keyspace.open); idempotent."""

@@ -50,6 +50,7 @@ from engine.names import check_path, decode_user
 from . import recovery as _recovery
 from .compaction import RetentionPass
 from . import segment as _seg
+from . import trusted as _trusted
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
     DEL, HEADER, HEADER_SIZE, MAGIC, PREFIX, PUT, Record, U32, crc32c, decode_records,
@@ -127,7 +128,7 @@ class Log:
 
     def __init__(self, directory: str, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: str = "batch",
                  commit_window: float = 0.002, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None):
+                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None, trusted=None):
         if fsync not in ("always", "batch", "never"):
             raise ValueError(f"fsync must be always, batch or never, not {fsync!r}")
         if segment_bytes < 4096:
@@ -164,7 +165,7 @@ class Log:
         _seg.ensure_directory(self.directory)
         self._lock_fd = _seg.lock_directory(self.directory)
         try:
-            self._recover(visitor)
+            self._recover(visitor, trusted)
         except BaseException:
             for s in self._segments:
                 s.close()
@@ -176,7 +177,7 @@ class Log:
 
     # ------------------------------------------------------------------ recovery
 
-    def _recover(self, visitor) -> None:
+    def _recover(self, visitor, trusted=None) -> None:
         """Open the segments, check that nothing is missing or damaged, cut a torn tail (see docs/STORAGE.md).
 
         Refuses (DamagedSegment, MissingSegments, CorruptLog) before changing any file when acknowledged
@@ -214,10 +215,11 @@ class Log:
             active.sealed = False
             firsts = [s.first_seq for s in segments if s.first_seq >= meta_first]
             self._first_seq = firsts[0] if firsts else active.first_seq
+        resume = self._use_trusted(trusted, segments)
         prev_last = 0
         for s in segments[:-1]:
             history = s.first_seq >= self._first_seq
-            self._scan(s, prev_last, history, sealed=True, visitor=visitor)
+            self._scan(s, prev_last, history, sealed=True, visitor=visitor, resume=resume.get(s.id))
             prev_last = s.last_seq
         if segments:
             active = segments[-1]
@@ -226,7 +228,7 @@ class Log:
                                  f"not after {prev_last}")
             self._check_holes(segments)
             history = active.first_seq >= self._first_seq
-            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor)
+            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor, resume=resume.get(active.id))
             self._check_newest(segments, meta_next)
             if bad is not None:
                 self._cut_torn_tail(active, bad[0], bad[1], history, meta_next)
@@ -265,6 +267,19 @@ class Log:
         self._written = (last, self._active, self._active.used)
         self._synced_seq = last
         self.durable_seq = last
+
+    def _use_trusted(self, trusted, segments: list[Segment]) -> dict:
+        """A checkpoint's prefix (engine/log/trusted.py) that the scan may skip: {segment id: resume state}, if
+        it still matches the files; else it is rejected (trusted.reject(reason)) and everything is scanned."""
+        if trusted is None:
+            return {}
+        reason = _trusted.verify(segments, trusted.states, trusted.first_seq, self._first_seq if segments else -1)
+        if reason is not None:
+            trusted.reject(reason)
+            return {}
+        out = {s.id: _trusted.resume(s, st) for s, st in zip(segments, trusted.states)}
+        trusted.accept([s.id for s in segments[:len(trusted.states)]])
+        return out
 
     # ---- the checks that refuse to open (issue 21: never lose acknowledged records silently)
 
@@ -390,7 +405,7 @@ class Log:
         return seq
 
     def _scan(self, seg: Segment, prev_last: int, history: bool, *, sealed: bool,
-              visitor) -> tuple[int, str] | None:
+              visitor, resume: tuple | None = None) -> tuple[int, str] | None:
         """Walk every record of `seg`, checking framing, CRC and seq order; rebuild its sparse index.
 
         WARNING: this is the recovery scanner; it must change together with record.py's layout.
@@ -408,6 +423,10 @@ class Log:
         last_seq = prev_last
         last_ts = 0
         expect = seg.first_seq if history else None
+        if resume is not None:  # a checkpoint vouched for the records before this offset (engine/log/trusted.py)
+            off, count, last_seq, last_ts, since = resume
+            if expect is not None and count:
+                expect = last_seq + 1
         bad = None
         loc_base = seg.id << LOC_SHIFT
         while off + HEADER_SIZE <= cap:
