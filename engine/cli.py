@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("engine.commands.sync", "reconcile a local folder with an append-only storage"),
     "bench": ("engine.commands.bench", "run a benchmark: log, match, http, fanout, sync"),
     "repair": ("engine.commands.repair", "move damaged log files aside, keep every valid record"),
+    "backup": ("engine.commands.backup", "copy the log (up to its durable seq) into a new directory"),
 }
 
 

@@ -35,9 +35,8 @@ class Maintenance:
             self._every(s.retention_interval, self.retention)
         if s.checkpoint_interval > 0:
             self._every(s.checkpoint_interval, self.checkpoint)
-        backup_every = getattr(s, "backup_interval", 0)
-        if backup_every and getattr(s, "backup_dir", ""):
-            self._every(backup_every, self.backup)
+        if s.backup_interval and s.backup_dir:
+            self._every(s.backup_interval, self.backup)
 
     def _every(self, interval: float, job: Callable[[], Awaitable[Any]]) -> None:
         async def repeat() -> None:
@@ -90,6 +89,8 @@ class Maintenance:
 
         s = self.settings
         async with self.lock:
+            if self.stopping:
+                return {}
             if dest is None:
                 result = await _backup.rotate_async(self.app.log, s.backup_dir, s.backup_keep)
             else:
@@ -97,6 +98,13 @@ class Maintenance:
         self.last["backup"] = result
         log.info("backup written: %s", result)
         return result
+
+    async def backup_now(self) -> None:
+        """A backup into --backup-dir now (SIGUSR1); failures are logged."""
+        try:
+            await self.backup()
+        except Exception:
+            log.exception("backup failed")
 
     async def stop(self, deadline: float) -> None:
         """Stop scheduling, end a running retention pass at its next segment boundary, wait for the job."""

@@ -200,6 +200,11 @@ async def serve(settings: Settings, ready: Any = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if settings.backup_dir:
+        try:  # one backup now into --backup-dir (engine/maintenance.py)
+            loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(server.maintenance.backup_now()))
+        except (NotImplementedError, RuntimeError):
+            pass
     if ready is not None:
         ready(server)
     await stop.wait()
