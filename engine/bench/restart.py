@@ -29,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--value-bytes", type=int, default=100, help="bytes per value (default 100)")
     parser.add_argument("--dir", default=None, help="log directory (reused if it holds a log)")
     parser.add_argument("--keep", action="store_true", help="keep the log directory")
+    parser.add_argument("--loop-checkpoint", action="store_true",
+                        help="also take a checkpoint from an event loop and report its longest step on the loop")
 
 
 def _build(directory: str, records: int, keys: int, after: int, value_bytes: int) -> dict:
@@ -65,6 +67,18 @@ def _open_child(directory: str, use_checkpoint: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _checkpoint_child(directory: str) -> dict:
+    """In a fresh process: take a checkpoint from a loop; its time and the longest piece it ran on the loop."""
+    code = ("import asyncio,json,time;from engine.keyspace import Keyspace;ks=Keyspace.open(%r)\n"
+            "async def main():\n"
+            "    w=ks.checkpoint_writer();r=await w.run();r['longest_loop_step_ms']=round(w.longest_step*1000,2)\n"
+            "    print(json.dumps(r))\n"
+            "asyncio.run(main());ks.close()" % directory)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=dict(os.environ))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run(args: argparse.Namespace) -> int:
     directory = args.dir or tempfile.mkdtemp(prefix="hs-bench-restart-")
     try:
@@ -74,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"built: {out['build']}", flush=True)
         out["with_checkpoint"] = _open_child(directory, True)
         out["full_rebuild"] = _open_child(directory, False)
+        if args.loop_checkpoint:
+            out["checkpoint_from_a_loop"] = _checkpoint_child(directory)
         out["same_index"] = (out["with_checkpoint"]["keys"] == out["full_rebuild"]["keys"]
                              and out["with_checkpoint"]["last_seq"] == out["full_rebuild"]["last_seq"])
         if args.json:
