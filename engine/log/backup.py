@@ -153,17 +153,21 @@ def finished(folder: str) -> list[str]:
         names = os.listdir(folder)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if _NAME_RE.match(n) and os.path.exists(os.path.join(folder, n, MANIFEST)))
+    done = [n for n in names if _NAME_RE.match(n) and os.path.exists(os.path.join(folder, n, MANIFEST))]
+    return sorted(done, key=lambda n: (n[:16], int(n[17:])))  # by time, then seq
 
 
 async def rotate_async(log, folder: str, keep: int) -> dict:
-    """A new backup `<UTC time>-<seq>` in `folder`; then only the newest `keep` finished backups are kept and
-    unfinished ones (`*.partial`, left by a crash) are removed."""
+    """A new backup `<UTC time>-<seq>` in `folder` (none if the newest one has the same seq); then only the
+    newest `keep` finished backups are kept and unfinished ones (`*.partial`, left by a crash) are removed."""
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):
         if name.endswith(PARTIAL):
             await asyncio.to_thread(shutil.rmtree, os.path.join(folder, name), True)
     plan = Plan(log)
+    done = finished(folder)
+    if done and int(done[-1][17:]) == plan.seq:  # nothing new since the newest backup
+        return {"skipped": True, "seq": plan.seq, "path": os.path.join(folder, done[-1]), "kept": done}
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{plan.seq}"
     result = await asyncio.to_thread(take, plan, os.path.join(folder, name))
     for old in finished(folder)[:-keep]:

@@ -113,11 +113,13 @@ def test_backup_rotation_keeps_the_newest_k_and_removes_unfinished_ones(tmp_path
         made = []
         for i in range(4):
             log.append(PUT, user, f"/pub/k{i}", b"v")
+            log.flush()
             made.append((await backup.rotate_async(log, folder, keep=2))["path"])
-            await asyncio.sleep(1.05)  # names carry the time to the second
-        return made
+        again = await backup.rotate_async(log, folder, keep=2)  # nothing new: no new backup
+        return made, again
 
-    made = asyncio.run(main())
+    made, again = asyncio.run(main())
     log.close()
     assert backup.finished(folder) == [os.path.basename(p) for p in made[-2:]]
-    assert sorted(os.listdir(folder)) == backup.finished(folder)
+    assert sorted(os.listdir(folder)) == sorted(backup.finished(folder))
+    assert again["skipped"] and again["path"] == made[-1]
