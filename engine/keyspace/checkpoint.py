@@ -4,12 +4,14 @@
 # File `checkpoint.bin` in the log directory, written atomically (temp, fsync, rename, fsync dir):
 #
 #   b"HSCKPT1\n" | u64 header length | header (marshal) | chunks | u32 0 | BLAKE3-256 of everything before
-#   header: {"format": 1, "log_id", "seq", "first_seq", "written_at", "segments": [SegmentState tuples],
-#            "sections": {name: bytes}}  (sections: the hook for other state kept beside the index, see below)
-#   chunk:  u32 length | marshal([user bytes, {path bytes: ordinal << 40 | offset}]), at most CHUNK_KEYS keys
+#   header: {"format": 2, "log_id", "seq", "first_seq", "written_at", "segments": [SegmentState tuples],
+#            "ids": [segment id of each], "sections": {name: bytes}}  (sections: a hook, see below)
+#   chunk:  u32 length | marshal([user bytes, {path bytes: location}]), at most CHUNK_KEYS keys
 #
-# A location is stored with the segment's ordinal in "segments" instead of its process-local id; at open the log
-# checks the segments (engine/log/trusted.py) and hands back their new ids, and the locations are remapped.
+# Locations are stored as the writing process had them (segment id << 40 | offset), with the segment ids in
+# "ids". At open the log checks the segments (engine/log/trusted.py) and, when none of those ids was used yet in
+# this process (always so in a server that just started), gives the segments those same ids: the locations are
+# then loaded as they are. Otherwise they are remapped to the new ids (a pass over every key).
 #
 # Invariants:
 # - a checkpoint describes the index after exactly the records up to "seq", all durable before it was written;
@@ -49,7 +51,7 @@ logger = logging.getLogger("homestream.checkpoint")
 FILE_NAME = "checkpoint.bin"
 LOG_ID_NAME = "log-id"
 MAGIC = b"HSCKPT1\n"
-FORMAT = 1
+FORMAT = 2
 CHUNK_KEYS = 65536
 LOC_SHIFT = 40
 LOC_MASK = (1 << LOC_SHIFT) - 1
@@ -94,6 +96,7 @@ class Trusted:
         self.seq = header["seq"]
         self.first_seq = header["first_seq"]
         self.states = [SegmentState(*s) for s in header["segments"]]
+        self.ids = list(header["ids"])
         self.sections = header.get("sections") or {}
         self._chunks = chunks
         self._users = users
@@ -101,16 +104,13 @@ class Trusted:
         self.reason: str | None = None
 
     def accept(self, ids: list[int]) -> None:
-        base = ids[0] if ids else 0
-        contiguous = ids == list(range(base, base + len(ids)))
+        """The log's segments match; `ids` are their ids now (the checkpoint's own when the log could adopt them)."""
         users = self._users
+        remap = None if ids == self.ids else dict(zip(self.ids, ids))
         for blob in self._chunks:
             user_b, keys = marshal.loads(blob)
-            if contiguous:
-                delta = base << LOC_SHIFT
-                keys = {p: loc + delta for p, loc in keys.items()}
-            else:
-                keys = {p: (ids[loc >> LOC_SHIFT] << LOC_SHIFT) | (loc & LOC_MASK) for p, loc in keys.items()}
+            if remap is not None:
+                keys = {p: (remap[loc >> LOC_SHIFT] << LOC_SHIFT) | (loc & LOC_MASK) for p, loc in keys.items()}
             d = users.get(user_b)
             if d is None:
                 users[user_b] = keys
@@ -261,10 +261,9 @@ class CheckpointWriter:
                 if d is None:
                     d = copies[user_b] = {}
                 d[path_b] = loc
-        ordinal = {s.id: i for i, (s, *_r) in enumerate(segs)}
         states = [tuple(state_of(s, used, count, last, ts)) for s, used, count, last, ts in segs]
         header = {"format": FORMAT, "log_id": log_id(directory), "seq": seq, "first_seq": first_seq,
-                  "written_at": int(time.time()), "segments": states,
+                  "written_at": int(time.time()), "segments": states, "ids": [s.id for s, *_r in segs],
                   "sections": {name: dump() for name, (dump, _load) in SECTIONS.items()}}
         h = blake3.blake3()
         hb = marshal.dumps(header)
@@ -276,8 +275,7 @@ class CheckpointWriter:
             keys += len(d)
             it = iter(d.items())  # d is this thread's own copy: nothing changes it while we iterate
             while True:
-                chunk = {p: (ordinal[loc >> LOC_SHIFT] << LOC_SHIFT) | (loc & LOC_MASK)
-                         for p, loc in itertools.islice(it, CHUNK_KEYS)}
+                chunk = dict(itertools.islice(it, CHUNK_KEYS))
                 if not chunk:
                     break
                 blob = marshal.dumps([user_b, chunk])

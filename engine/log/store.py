@@ -182,6 +182,7 @@ class Log:
 
         Refuses (DamagedSegment, MissingSegments, CorruptLog) before changing any file when acknowledged
         records may be gone; `homestream repair` is the operator's way on (engine/log/repair.py)."""
+        id_floor = Segment._ids.peek()  # ids from here on were never handed out before this open
         meta = _seg.read_meta(self.directory)
         self._hw = _seg.read_highwater(self.directory) or {}
         self._hw_key: tuple[int, int] | None = None  # (first seq, capacity) highwater.json covers
@@ -215,7 +216,7 @@ class Log:
             active.sealed = False
             firsts = [s.first_seq for s in segments if s.first_seq >= meta_first]
             self._first_seq = firsts[0] if firsts else active.first_seq
-        resume = self._use_trusted(trusted, segments)
+        resume = self._use_trusted(trusted, segments, id_floor)
         prev_last = 0
         for s in segments[:-1]:
             history = s.first_seq >= self._first_seq
@@ -268,15 +269,18 @@ class Log:
         self._synced_seq = last
         self.durable_seq = last
 
-    def _use_trusted(self, trusted, segments: list[Segment]) -> dict:
+    def _use_trusted(self, trusted, segments: list[Segment], id_floor: int) -> dict:
         """A checkpoint's prefix (engine/log/trusted.py) that the scan may skip: {segment id: resume state}, if
-        it still matches the files; else it is rejected (trusted.reject(reason)) and everything is scanned."""
+        it still matches the files; else it is rejected (trusted.reject(reason)) and everything is scanned.
+        The segments take the checkpoint's ids when they can (its locations then need no remapping)."""
         if trusted is None:
             return {}
         reason = _trusted.verify(segments, trusted.states, trusted.first_seq, self._first_seq if segments else -1)
         if reason is not None:
             trusted.reject(reason)
             return {}
+        if _trusted.adopt_ids(segments, trusted.ids, id_floor):
+            self._by_id = {s.id: s for s in segments}
         out = {s.id: _trusted.resume(s, st) for s, st in zip(segments, trusted.states)}
         trusted.accept([s.id for s in segments[:len(trusted.states)]])
         return out

@@ -84,6 +84,25 @@ def verify(segments: list, states: list[SegmentState], first_seq: int, meta_firs
     return None
 
 
+def adopt_ids(segments: list, old_ids: list, floor: int) -> bool:
+    """Give the first segments the ids the checkpoint's process knew them by, so that its locations are valid
+    as they are (no remapping of a million keys). Only when none of those ids was handed out in this process
+    before this open (all >= `floor`, the id source's next id when the open began) and they are distinct: a
+    location still names one record for the life of the process. The later segments get fresh ids past them.
+    False (nothing changed) otherwise."""
+    from .segment import Segment
+
+    n = len(old_ids)
+    if not n or len(set(old_ids)) != n or min(old_ids) < floor or n > len(segments):
+        return False
+    Segment._ids.reserve_through(max(old_ids))
+    for seg, seg_id in zip(segments, old_ids):
+        seg.adopt_id(seg_id)
+    for seg in segments[n:]:
+        seg.adopt_id(Segment._ids.take())
+    return True
+
+
 def resume(seg, st: SegmentState) -> tuple[int, int, int, int, int]:
     """Fill `seg`'s sparse index from the state; (offset, count, last_seq, last_ts, since) to resume its scan."""
     seg.index.seqs.frombytes(st.index_seqs)

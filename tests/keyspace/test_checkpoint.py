@@ -207,3 +207,26 @@ def test_checkpoint_log_id_is_kept_in_the_directory(tmp_path, users):
     ks.checkpoint_writer().run_sync()
     ks.close()
     assert open(os.path.join(d, LOG_ID_NAME)).read() == first
+
+
+def test_checkpoint_in_a_fresh_process_keeps_its_segment_ids_and_loads_locations_as_they_are(tmp_path, users):
+    import json
+    import subprocess
+    import sys
+    d = str(tmp_path / "ks")
+    ks = _open(d)
+    _fill(ks, users[0], 300)
+    ks.checkpoint_writer().run_sync()
+    ks.put(users[0], "/pub/after", b"a")
+    want = {f"{p}": v.hex() for (_u, p), (_s, v) in _state(ks).items()}
+    ks.close()
+    code = ("import json,sys;from engine.keyspace import Keyspace;from engine.keyspace import checkpoint as c;"
+            "import marshal;d=sys.argv[1];"
+            "h=c._parse(open(d+'/checkpoint.bin','rb').read())[0];"
+            "ks=Keyspace.open(d,segment_bytes=8192,fsync='never');u=ks.users()[0];"
+            "print(json.dumps({'used':ks.checkpoint_used,'adopted':[s.id for s in ks.log._segments][:len(h['ids'])]"
+            "==h['ids'],'state':{p:ks.read_value(ks.get(u,p)).hex() for p in ks.list(u,'/',limit=10**6)}}));ks.close()")
+    out = json.loads(subprocess.run([sys.executable, "-c", code, d], check=True, capture_output=True,
+                                    text=True).stdout)
+    assert out["used"] and out["adopted"]
+    assert out["state"] == want
