@@ -16,6 +16,13 @@ from typing import Any, Awaitable, Callable
 
 log = logging.getLogger("homestream.maintenance")
 
+try:  # state kept beside the log that a backup copies: (file, lock file) in the data directory
+    from .policy.users import FILE_NAME as _USERS_FILE, LOCK_NAME as _USERS_LOCK
+
+    BACKUP_EXTRAS: tuple = ((_USERS_FILE, _USERS_LOCK),)
+except ImportError:  # a checkout without the policy package
+    BACKUP_EXTRAS = ()
+
 
 class Maintenance:
     def __init__(self, app: Any, settings: Any, loop: asyncio.AbstractEventLoop):
@@ -92,9 +99,9 @@ class Maintenance:
             if self.stopping:
                 return {}
             if dest is None:
-                result = await _backup.rotate_async(self.app.log, s.backup_dir, s.backup_keep)
+                result = await _backup.rotate_async(self.app.log, s.backup_dir, s.backup_keep, BACKUP_EXTRAS)
             else:
-                result = await _backup.backup_async(self.app.log, dest)
+                result = await _backup.backup_async(self.app.log, dest, BACKUP_EXTRAS)
         self.last["backup"] = result
         log.info("backup written: %s", result)
         return result

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import StorageError
     from ..log import backup
     from ..log.store import Log
+    from ..maintenance import BACKUP_EXTRAS
 
     if not os.path.isdir(args.data):
         return fail("backup", f"{args.data} is not a directory", EXIT_FAILED)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                         "`kill -USR1 <server pid>` for one now)", EXIT_FAILED)
         return fail("backup", str(exc), EXIT_FAILED)
     try:
-        manifest = backup.backup_sync(log, args.dest)
+        manifest = backup.backup_sync(log, args.dest, extras=BACKUP_EXTRAS)
     except OSError as exc:
         return fail("backup", str(exc), EXIT_FAILED)
     finally:

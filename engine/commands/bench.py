@@ -17,6 +17,7 @@ BENCHES = {
     "sync": "engine.bench.sync",
     "retention": "engine.bench.retention",
     "restart": "engine.bench.restart",
+    "policy": "engine.bench.policy",
 }
 
 

@@ -7,7 +7,8 @@
 #   replaces a file by renaming a new one over it, never by writing into it), or copied on another file system;
 # - the last segment is copied up to that offset, so the copy is a sealed-size file ending at the durable seq;
 # - meta.json (first_seq, next_seq = durable + 1), highwater.json (naming the copy's last segment, the log's
-#   recorded gaps) and log-id are written for the copy, every file and the directory are fsynced;
+#   recorded gaps) and log-id are written for the copy, other state files the caller names (the user table)
+#   are copied under their own lock, every file and the directory are fsynced;
 # - MANIFEST.json is written last, then `DEST.partial` is renamed to `DEST` (and the parent fsynced).
 # So a backup is either `DEST` with a MANIFEST (complete: every record 1..seq of the history, the compacted
 # segments before it) or `DEST.partial` (unfinished: a crash or kill in the middle; never opened by anything
@@ -60,8 +61,9 @@ class Plan:
             self.files[-1] = (path, first, n, False)
 
 
-def take(plan: Plan, dest: str, on_file: Callable[[str], None] | None = None) -> dict:
-    """Worker thread: write the backup described by `plan` into `dest` (via `dest.partial`)."""
+def take(plan: Plan, dest: str, on_file: Callable[[str], None] | None = None, extras=()) -> dict:
+    """Worker thread: write the backup described by `plan` into `dest` (via `dest.partial`). `extras`: (file,
+    lock file) names of other state in the log directory (the user table) copied whole, under their flock."""
     dest = os.path.abspath(dest)
     if os.path.exists(dest):
         raise FileExistsError(f"{dest} exists; a backup never overwrites")
@@ -87,6 +89,8 @@ def take(plan: Plan, dest: str, on_file: Callable[[str], None] | None = None) ->
         gaps = [g for g in plan.gaps if isinstance(g, list) and len(g) == 2 and g[1] <= plan.seq]
         _seg.write_highwater(tmp, {"segment": last_first, "gaps": gaps,
                                    "bound": max(_recovery.seq_bound(last_first, last_size), plan.seq + 1)})
+    for name, lock in extras:
+        _copy_locked(os.path.join(plan.log_dir, name), os.path.join(tmp, name), os.path.join(plan.log_dir, lock))
     log_id = os.path.join(plan.log_dir, "log-id")
     if os.path.exists(log_id):
         shutil.copyfile(log_id, os.path.join(tmp, "log-id"))
@@ -100,6 +104,20 @@ def take(plan: Plan, dest: str, on_file: Callable[[str], None] | None = None) ->
     manifest["path"] = dest
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
     return manifest
+
+
+def _copy_locked(src: str, dst: str, lock: str) -> None:
+    """Copy `src` (if it exists) while holding an exclusive flock on `lock`, as its writer does; fsync."""
+    import fcntl
+
+    if not os.path.exists(src):
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _copy_prefix(src, dst, os.path.getsize(src))
+    finally:
+        os.close(fd)
 
 
 def _try_link(src: str, dst: str) -> bool:
@@ -135,16 +153,16 @@ def _copy_prefix(src: str, dst: str, size: int) -> None:
         os.fsync(fout.fileno())
 
 
-def backup_sync(log, dest: str, on_file: Callable[[str], None] | None = None) -> dict:
+def backup_sync(log, dest: str, on_file: Callable[[str], None] | None = None, extras=()) -> dict:
     """A backup of an open log from the thread that owns it (the CLI, tests)."""
     log.flush()
-    return take(Plan(log), dest, on_file)
+    return take(Plan(log), dest, on_file, extras)
 
 
-async def backup_async(log, dest: str) -> dict:
+async def backup_async(log, dest: str, extras=()) -> dict:
     """A backup from the loop: one short step on it, the copying on a worker thread."""
     plan = Plan(log)
-    return await asyncio.to_thread(take, plan, dest)
+    return await asyncio.to_thread(take, plan, dest, None, extras)
 
 
 def finished(folder: str) -> list[str]:
@@ -157,7 +175,7 @@ def finished(folder: str) -> list[str]:
     return sorted(done, key=lambda n: (n[:16], int(n[17:])))  # by time, then seq
 
 
-async def rotate_async(log, folder: str, keep: int) -> dict:
+async def rotate_async(log, folder: str, keep: int, extras=()) -> dict:
     """A new backup `<UTC time>-<seq>` in `folder` (none if the newest one has the same seq); then only the
     newest `keep` finished backups are kept and unfinished ones (`*.partial`, left by a crash) are removed."""
     os.makedirs(folder, exist_ok=True)
@@ -169,7 +187,7 @@ async def rotate_async(log, folder: str, keep: int) -> dict:
     if done and int(done[-1][17:]) == plan.seq:  # nothing new since the newest backup
         return {"skipped": True, "seq": plan.seq, "path": os.path.join(folder, done[-1]), "kept": done}
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{plan.seq}"
-    result = await asyncio.to_thread(take, plan, os.path.join(folder, name))
+    result = await asyncio.to_thread(take, plan, os.path.join(folder, name), None, extras)
     for old in finished(folder)[:-keep]:
         await asyncio.to_thread(shutil.rmtree, os.path.join(folder, old), True)
     result["kept"] = finished(folder)

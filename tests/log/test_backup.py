@@ -123,3 +123,15 @@ def test_backup_rotation_keeps_the_newest_k_and_removes_unfinished_ones(tmp_path
     assert backup.finished(folder) == [os.path.basename(p) for p in made[-2:]]
     assert sorted(os.listdir(folder)) == sorted(backup.finished(folder))
     assert again["skipped"] and again["path"] == made[-1]
+
+
+def test_backup_copies_the_state_files_it_is_given_under_their_lock(tmp_path, user):
+    src, dest = str(tmp_path / "log"), str(tmp_path / "bk")
+    log = Log.open(src)
+    log.append(PUT, user, "/pub/a", b"a")
+    with open(os.path.join(src, "users.journal"), "wb") as fh:
+        fh.write(b"line one\nline two\n")
+    backup.backup_sync(log, dest, extras=(("users.journal", "users.lock"), ("absent.journal", "absent.lock")))
+    log.close()
+    assert open(os.path.join(dest, "users.journal"), "rb").read() == b"line one\nline two\n"
+    assert not os.path.exists(os.path.join(dest, "absent.journal"))
