@@ -38,7 +38,7 @@ from .index import SparseIndex
 from .record import PREFIX, PUT, decode_records
 from .segment import Segment
 
-MOVE_SLICE = 1024  # key moves applied per owner step (under 1 ms of dict work)
+MOVE_SLICE = 256  # key moves applied per owner step (well under 1 ms of dict work)
 PASS_SWITCH_INTERVAL = 0.0005  # GIL switch interval while a pass's worker runs: the loop waits at most this
 
 
