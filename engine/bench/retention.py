@@ -105,7 +105,7 @@ async def _measure(directory: str, keep_bytes: int, inline: bool, value_bytes: i
         rp = ks.retention_pass(max_bytes=keep_bytes)
         result = await rp.run()
         longest = round(rp.longest_step * 1000, 2)
-        longest_cpu = round(rp.longest_step_cpu * 1000, 2)
+        longest_cpu = f"{rp.longest_step_cpu * 1000:.2f} (ended at compaction.py:{rp.longest_step_cpu_at})"
     pass_s = time.perf_counter() - t0
     gaps = state["gaps"]
     await asyncio.sleep(0.01)

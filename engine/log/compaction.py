@@ -69,7 +69,8 @@ class RetentionPass:
             self.is_live = lambda rec: False
         self.now = now
         self.result = {"compacted": 0, "removed": 0}
-        self.longest_step_cpu = 0.0  # CPU time of the loop thread in that piece (the rest: other processes)
+        self.longest_step_cpu = 0.0  # the most CPU time of the loop thread in one piece
+        self.longest_step_cpu_at = 0  # the line of compaction.py that piece ended at (a diagnostic)
         self.longest_step = 0.0  # seconds: the longest piece of the pass run on the owner's thread (run())
         self.stop = False  # set to end the pass at the next segment boundary (shutdown)
 
@@ -113,9 +114,13 @@ class RetentionPass:
                 return self.result
             finally:
                 dt = perf() - t0
-                if dt > self.longest_step:
-                    self.longest_step = dt
-                    self.longest_step_cpu = time.thread_time() - c0
+                cpu = time.thread_time() - c0
+                if cpu > self.longest_step_cpu:
+                    self.longest_step_cpu = cpu
+                    inner = gen.gi_yieldfrom if gen.gi_yieldfrom is not None else gen
+                    frame = inner.gi_frame if hasattr(inner, "gi_frame") else None
+                    self.longest_step_cpu_at = frame.f_lineno if frame is not None else -1
+                self.longest_step = max(self.longest_step, dt)
             if step is None:
                 value = None
                 await asyncio.sleep(0)
@@ -138,12 +143,7 @@ class RetentionPass:
                 return True
             return bool(self.max_bytes) and log.size_bytes > self.max_bytes
 
-        candidates = []
-        for s in log._segments[:-1]:
-            if not s.sealed or s.pending:
-                break  # waiting for the committer: it and every later one stay for the next pass
-            if s.first_seq >= log._first_seq:
-                candidates.append(s)
+        candidates = _candidates(log)  # (no Segment may stay referenced from this frame: see _compact)
         if not candidates or not wanted(candidates[0]):
             result["first_seq"] = log._first_seq
             return
@@ -317,6 +317,17 @@ class _Live:
 
     def __len__(self) -> int:
         return len(self.offs)
+
+
+def _candidates(log) -> list[Segment]:
+    """Sealed history segments, oldest first, up to the first one still waiting for the committer's seal."""
+    out = []
+    for seg in log._segments[:-1]:
+        if not seg.sealed or seg.pending:
+            break  # waiting for the committer: it and every later one stay for the next pass
+        if seg.first_seq >= log._first_seq:
+            out.append(seg)
+    return out
 
 
 def _remove_file(seg: Segment) -> None:
