@@ -54,6 +54,11 @@ class Settings:
     retention_age: float = _f(0.0, "drop history older than this (s); 0 keeps it forever; live keys are kept")
     retention_bytes: int = _f(0, "drop oldest history past this total log size (bytes); 0 is unlimited")
     retention_interval: float = _f(30.0, "how often retention runs when retention_age or retention_bytes is set (s)")
+    checkpoint_interval: float = _f(300.0, "how often to write the key-index checkpoint that makes restarts fast (s); 0 never")
+    checkpoint_min_records: int = _f(10000, "skip a periodic checkpoint when fewer records came since the last one")
+    backup_dir: str = _f("", "folder of periodic backups (one sub-folder per backup); empty disables them")
+    backup_interval: float = _f(0.0, "how often to take a backup into backup_dir while serving (s); 0 never")
+    backup_keep: int = _f(3, "how many finished backups to keep in backup_dir (older ones are removed)")
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
@@ -115,6 +120,12 @@ class Settings:
         if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
                                            and 1 <= int(self.workers) <= 1024):
             raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
+        if self.checkpoint_interval < 0 or self.checkpoint_min_records < 0 or self.backup_interval < 0:
+            raise ValueError("checkpoint and backup settings must not be negative")
+        if self.backup_keep < 1:
+            raise ValueError("backup_keep must be at least 1")
+        if self.backup_interval and not self.backup_dir:
+            raise ValueError("backup_interval needs backup_dir")
         if self.signup not in ("open", "token", "closed"):
             raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
         for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):

@@ -25,7 +25,7 @@ log = logging.getLogger("homestream.server")
 class Server:
     def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop, sock: Any = None):
         self.settings = settings
-        self.runs_retention = True  # False in a worker: the writer process owns retention
+        self.runs_retention = True  # False in a worker: the writer process owns retention (and Maintenance)
         self.reuse_port = False  # a worker of serve --workers N with --workers-reuse-port: its own SO_REUSEPORT socket
         self.sock = sock  # a listening socket to accept on (a worker of serve --workers N), else bind host:port
         self.app = app
@@ -35,7 +35,9 @@ class Server:
         self.listener: asyncio.AbstractServer | None = None
         self.stopping = False
         self._stopped = asyncio.Event()
-        self._retention: asyncio.TimerHandle | None = None
+        from .maintenance import Maintenance
+
+        self.maintenance = Maintenance(app, settings, loop)  # retention, checkpoints, backups (off the loop)
         app.log.add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
@@ -88,23 +90,12 @@ class Server:
             self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
                                                           backlog=4096, reuse_address=True,
                                                           reuse_port=self.reuse_port or None)
-        if (s.retention_age or s.retention_bytes) and self.runs_retention:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        if self.runs_retention:
+            self.maintenance.start()
         for service in self.app.services:
             service.start(self.loop)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
-
-    def _run_retention(self) -> None:
-        s = self.settings
-        try:
-            result = self.app.apply_retention(s.retention_age, s.retention_bytes)
-            if result.get("compacted") or result.get("removed"):
-                log.info("retention: %s", result)
-        except Exception:
-            log.exception("retention failed; will retry")
-        if not self.stopping:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
 
     @property
     def port(self) -> int:
@@ -121,8 +112,7 @@ class Server:
             self.listener.close()
         for service in self.app.services:
             await service.stop()
-        if self._retention is not None:
-            self._retention.cancel()
+        await self.maintenance.stop(deadline - 1)
         if self.app.hub is not None:
             self.app.hub.shutdown()
         for conn in list(self.connections):
@@ -134,6 +124,13 @@ class Server:
                 log.warning("%d connections still open at the shutdown deadline; closing them",
                             len(self.connections))
         await asyncio.to_thread(self.app.log.flush)
+        if (self.settings.checkpoint_interval > 0 and self.runs_retention and self.app.keyspace is not None
+                and deadline - time.monotonic() > 1
+                and self.app.log.last_seq != self.maintenance.checkpoint_seq):
+            try:  # the next start reads only what comes after it
+                await asyncio.wait_for(self.app.keyspace.checkpoint_writer().run(), deadline - time.monotonic() - 1)
+            except Exception as exc:
+                log.warning("no checkpoint at shutdown (%s); the next start rebuilds the index from the log", exc)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -226,6 +223,11 @@ async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if settings.backup_dir:
+        try:  # one backup now into --backup-dir (engine/maintenance.py)
+            loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(server.maintenance.backup_now()))
         except (NotImplementedError, RuntimeError):
             pass
     if ready is not None:

@@ -48,7 +48,9 @@ from engine.errors import (
 from engine.names import check_path, decode_user
 
 from . import recovery as _recovery
+from .compaction import RetentionPass
 from . import segment as _seg
+from . import trusted as _trusted
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
     DEL, GAP, HEADER, HEADER_SIZE, MAGIC, MAGIC_V2, MAX_EXT_LEN, PREFIX, PUT, Record, U32, crc32c, decode_records,
@@ -127,7 +129,7 @@ class Log:
 
     def __init__(self, directory: str, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: str = "batch",
                  commit_window: float = 0.002, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None):
+                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None, trusted=None):
         if fsync not in ("always", "batch", "never"):
             raise ValueError(f"fsync must be always, batch or never, not {fsync!r}")
         if segment_bytes < 4096:
@@ -164,7 +166,7 @@ class Log:
         _seg.ensure_directory(self.directory)
         self._lock_fd = _seg.lock_directory(self.directory)
         try:
-            self._recover(visitor)
+            self._recover(visitor, trusted)
         except BaseException:
             for s in self._segments:
                 s.close()
@@ -176,11 +178,12 @@ class Log:
 
     # ------------------------------------------------------------------ recovery
 
-    def _recover(self, visitor) -> None:
+    def _recover(self, visitor, trusted=None) -> None:
         """Open the segments, check that nothing is missing or damaged, cut a torn tail (see docs/STORAGE.md).
 
         Refuses (DamagedSegment, MissingSegments, CorruptLog) before changing any file when acknowledged
         records may be gone; `homestream repair` is the operator's way on (engine/log/repair.py)."""
+        id_floor = Segment._ids.peek()  # ids from here on were never handed out before this open
         meta = _seg.read_meta(self.directory)
         self._hw = _seg.read_highwater(self.directory) or {}
         self._hw_key: tuple[int, int] | None = None  # (first seq, capacity) highwater.json covers
@@ -214,10 +217,11 @@ class Log:
             active.sealed = False
             firsts = [s.first_seq for s in segments if s.first_seq >= meta_first]
             self._first_seq = firsts[0] if firsts else active.first_seq
+        resume = self._use_trusted(trusted, segments, id_floor)
         prev_last = 0
         for s in segments[:-1]:
             history = s.first_seq >= self._first_seq
-            self._scan(s, prev_last, history, sealed=True, visitor=visitor)
+            self._scan(s, prev_last, history, sealed=True, visitor=visitor, resume=resume.get(s.id))
             prev_last = s.last_seq
         if segments:
             active = segments[-1]
@@ -226,7 +230,7 @@ class Log:
                                  f"not after {prev_last}")
             self._check_holes(segments)
             history = active.first_seq >= self._first_seq
-            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor)
+            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor, resume=resume.get(active.id))
             self._check_newest(segments, meta_next)
             if bad is not None:
                 self._cut_torn_tail(active, bad[0], bad[1], history, meta_next)
@@ -265,6 +269,22 @@ class Log:
         self._written = (last, self._active, self._active.used)
         self._synced_seq = last
         self.durable_seq = last
+
+    def _use_trusted(self, trusted, segments: list[Segment], id_floor: int) -> dict:
+        """A checkpoint's prefix (engine/log/trusted.py) that the scan may skip: {segment id: resume state}, if
+        it still matches the files; else it is rejected (trusted.reject(reason)) and everything is scanned.
+        The segments take the checkpoint's ids when they can (its locations then need no remapping)."""
+        if trusted is None:
+            return {}
+        reason = _trusted.verify(segments, trusted.states, trusted.first_seq, self._first_seq if segments else -1)
+        if reason is not None:
+            trusted.reject(reason)
+            return {}
+        if _trusted.adopt_ids(segments, trusted.ids, id_floor):
+            self._by_id = {s.id: s for s in segments}
+        out = {s.id: _trusted.resume(s, st) for s, st in zip(segments, trusted.states)}
+        trusted.accept([s.id for s in segments[:len(trusted.states)]])
+        return out
 
     # ---- the checks that refuse to open (issue 21: never lose acknowledged records silently)
 
@@ -390,7 +410,7 @@ class Log:
         return seq
 
     def _scan(self, seg: Segment, prev_last: int, history: bool, *, sealed: bool,
-              visitor) -> tuple[int, str] | None:
+              visitor, resume: tuple | None = None) -> tuple[int, str] | None:
         """Walk every record of `seg`, checking framing, CRC and seq order; rebuild its sparse index.
 
         WARNING: this is the recovery scanner; it must change together with record.py's layout.
@@ -408,6 +428,10 @@ class Log:
         last_seq = prev_last
         last_ts = 0
         expect = seg.first_seq if history else None
+        if resume is not None:  # a checkpoint vouched for the records before this offset (engine/log/trusted.py)
+            off, count, last_seq, last_ts, since = resume
+            if expect is not None and count:
+                expect = last_seq + 1
         bad = None
         loc_base = seg.id << LOC_SHIFT
         while off + HEADER_SIZE <= cap:
@@ -969,88 +993,17 @@ class Log:
         """Compact sealed segments older than `max_age_seconds` or beyond `max_bytes` (oldest first, never the
         active one): records with is_live(record) True are copied (same bytes, same seq) into a rewritten
         segment, others dropped; a segment with nothing live is deleted. first_seq moves past them.
-        on_move(record, new_loc) reports each record that moved. Returns counts.
+        on_move(record, new_loc) reports each record that moved. Returns counts. Runs wholly on the calling
+        thread; `retention_pass` gives a pass whose heavy work runs off the loop (engine/log/compaction.py).
         """
         if self._closed:
             raise LogClosed("the log is closed")
-        if not max_age_seconds and not max_bytes:
-            return {"compacted": 0, "removed": 0, "first_seq": self._first_seq}
-        is_live = is_live or (lambda rec: False)
-        self.flush()
-        now_ms = (time.time() if now is None else now) * 1000
-        cutoff = now_ms - max_age_seconds * 1000 if max_age_seconds else None
-        result = {"compacted": 0, "removed": 0}
+        return self.retention_pass(max_age_seconds, max_bytes, is_live=is_live, on_move=on_move,
+                                   now=now).run_sync()
 
-        def wanted(seg: Segment) -> bool:
-            if cutoff is not None and seg.last_ts < cutoff:
-                return True
-            return bool(max_bytes) and self.size_bytes > max_bytes
-
-        candidates = [s for s in self._segments[:-1] if s.first_seq >= self._first_seq]
-        if not candidates or not wanted(candidates[0]):
-            return {**result, "first_seq": self._first_seq}
-        # older compacted segments first, so that no dead record outlives a newer tombstone that is dropped
-        for seg in [s for s in self._segments[:-1] if s.first_seq < self._first_seq]:
-            self._compact(seg, is_live, on_move, result, already_compacted=True)
-        for seg in candidates:
-            if not wanted(seg):
-                break
-            new_first = self._segments[self._segments.index(seg) + 1].first_seq
-            self._first_seq = new_first
-            _seg.write_meta(self.directory, {"first_seq": new_first, "next_seq": self._next_seq})
-            self._compact(seg, is_live, on_move, result, already_compacted=False)
-        _seg.write_meta(self.directory, {"first_seq": self._first_seq, "next_seq": self._next_seq})
-        result["first_seq"] = self._first_seq
-        return result
-
-    def _compact(self, seg: Segment, is_live, on_move, result: dict, *, already_compacted: bool) -> None:
-        live: list[tuple[Record, int, int]] = []
-        mv = seg.mv
-        off = 0
-        base = seg.id << LOC_SHIFT
-        for rec in decode_records(mv[:seg.used]):
-            length = U32.unpack_from(mv, off)[0]
-            rec.loc = base | off
-            if is_live(rec):
-                live.append((rec, off, length))
-            off += length
-        if already_compacted and len(live) == seg.count:
-            return
-        idx = self._segments.index(seg)
-        if not live:
-            seg.retire(unlink=True)
-            _seg.fsync_dir(self.directory)
-            del self._segments[idx]
-            self._by_id.pop(seg.id, None)
-            result["removed"] += 1
-            self.stats.segments_removed_total += 1
-            self.stats.records_compacted_away_total += seg.count
-            return
-        _seg.write_file_atomic(seg.path, [mv[o:o + n] for _r, o, n in live], tmp_suffix=".compact")
-        new = Segment.open(seg.path, seg.first_seq)
-        new.sealed = True
-        new.rename_to_first_seq(live[0][0].seq)
-        new.index = SparseIndex(self.index_interval)
-        noff = 0
-        moves = []
-        for rec, _o, n in live:
-            new.index.note(rec.seq, noff)
-            moves.append((rec, (new.id << LOC_SHIFT) | noff))
-            noff += n
-        new.used = noff
-        new.count = len(live)
-        new.last_seq = live[-1][0].seq
-        new.last_ts = live[-1][0].ts
-        self._segments[idx] = new
-        self._by_id[new.id] = new
-        self._by_id.pop(seg.id, None)
-        seg.retire()
-        result["compacted"] += 1
-        self.stats.segments_compacted_total += 1
-        self.stats.records_compacted_away_total += seg.count - len(live)
-        if on_move is not None:
-            for rec, loc in moves:
-                on_move(rec, loc)
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, **kwargs):
+        """A RetentionPass over this log (engine/log/compaction.py): `await p.run()` on the loop, or run_sync()."""
+        return RetentionPass(self, max_age_seconds, max_bytes, **kwargs)
 
     # ------------------------------------------------------------------ closing
 
