@@ -2,13 +2,15 @@
 
 Each subcommand lives in its own module exposing `configure(parser)` (adds its flags, help and examples) and
 `run(args) -> int` (the exit code). This file only wires them, so parts of the CLI can grow independently.
-Invariant: a bad command line exits 2 with a one-line error, never a traceback.
+Invariant: a bad command line exits 2 with a one-line error, never a traceback; an error no subcommand foresaw
+is one line too (exit 1), with the traceback only when HOMESTREAM_DEBUG=1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -66,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last guard: one line, never a traceback (unless asked for)
+        if os.environ.get("HOMESTREAM_DEBUG") == "1":
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"homestream {args._name}: error: {text} ({type(exc).__name__}; HOMESTREAM_DEBUG=1 shows the "
+              f"traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

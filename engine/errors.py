@@ -96,6 +96,10 @@ class LogFull(StorageError):
     """The disk refused to allocate a new segment (ENOSPC) or the log was closed."""
 
 
+class LogLocked(StorageError):
+    """The log directory is locked by another process (another server holds it)."""
+
+
 class LogClosed(StorageError):
     """An operation on a log that was closed."""
 

@@ -40,7 +40,9 @@ Usage (from the repository root; peers missing are installed with apt-get when r
   python -m loadtest.compare                       # full sizes, all targets, ~6-8 minutes on 2 cores
   python -m loadtest.compare --quick               # small sizes, ~2 minutes
   python -m loadtest.compare --targets homestream,nchan --scenarios burst,steady
-Writes loadtest/results/compare-<date>.{md,json} and prints the table.
+  python -m loadtest.compare --quick --plot        # and a PNG of latency percentiles and CPU per delivery
+Writes loadtest/results/runs/compare-<date>.{md,json} (a git-ignored folder; --out to change it) and prints the
+table.
 """
 
 from __future__ import annotations
@@ -57,17 +59,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
 from pathlib import Path
 
+from engine.bench.common import Scratch
 from engine.bench.fanout import USER, cpu_seconds, rss_bytes
+from engine.bench.plot import fanout_plot, require_matplotlib
 from engine.bench.procs import wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "loadtest" / "results"
+RESULTS = ROOT / "loadtest" / "results" / "runs"  # git-ignored: runs never dirty the tree
 PEERS = ROOT / "loadtest" / "peers"
 TARGETS = ("homestream", "sse-starlette", "nchan", "redis")
 SCENARIOS = ("burst", "burst-inflight", "steady", "idle", "resume")
@@ -556,7 +559,7 @@ def _spawn_workers(target, procs, make_args):
     workers, readies = [], []
     for i in range(procs):
         ready = ctx.Event()
-        p = ctx.Process(target=target, args=make_args(i, ready, go, out, times_q))
+        p = ctx.Process(target=target, args=make_args(i, ready, go, out, times_q), daemon=True)
         p.start()
         workers.append(p)
         readies.append(ready)
@@ -603,7 +606,9 @@ def scenario_bulk(server: Server, subscribers: int, events: int, rate: float | N
         "server_cpu_s_per_million": round((cpu1 - cpu0) / max(deliveries, 1) * 1e6, 3),
         "client_cpu_s": round(sum(r["cpu"] for r in results), 3),
         "server_rss_growth_mib": round((rss1 - rss0) / 2**20, 1),
-        "latency_ms_p50": histogram_percentile(hist, 50), "latency_ms_p99": histogram_percentile(hist, 99),
+        "latency_ms_p50": histogram_percentile(hist, 50), "latency_ms_p90": histogram_percentile(hist, 90),
+        "latency_ms_p99": histogram_percentile(hist, 99), "latency_ms_p999": histogram_percentile(hist, 99.9),
+        "latency_ms_max": max(hist) / 10 if hist else float("nan"),
         "latency_samples": sum(hist.values()),
         # from the `ts` in the event: homestream's append time (the write path excluded, as in `homestream bench
         # fanout`); for the peers the publisher's send time, so the same as above to the millisecond
@@ -808,7 +813,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="small sizes: 200 subscribers, 500-event burst, 5 s steady, 2,000 idle, 50 resuming")
     p.add_argument("--no-install", action="store_true", help="skip missing peers instead of apt-get installing")
-    p.add_argument("--out", default=str(RESULTS), help="directory for compare-<date>.md/.json")
+    p.add_argument("--out", default=str(RESULTS),
+                   help="directory for compare-<date>.md/.json (default: loadtest/results/runs, git-ignored)")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="FILE.png",
+                   help="also write a PNG of the steady latency percentiles and the CPU per delivery, target beside "
+                        "target (default file: compare-<date>.png in --out; needs matplotlib)")
     if p.parse_known_args(argv)[0].quick:  # the small sizes are defaults: explicit options still win
         p.set_defaults(subscribers=200, events=500, seconds=5.0, idle=2000, resume_subscribers=50,
                        resume_events=300, timeout=120.0)
@@ -824,10 +833,14 @@ def main(argv=None) -> int:
         args.idle = max(100, hard - 1000)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if args.plot is not None and (problem := require_matplotlib()) is not None:
+        print(f"python -m loadtest.compare: error: --plot: {problem}", file=sys.stderr)
+        return 2
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cores": os.cpu_count(),
                      "command": "python -m loadtest.compare " + " ".join(sys.argv[1:] if argv is None else argv),
                      "args": vars(args), "targets": {}}
-    with tempfile.TemporaryDirectory(prefix="hs-compare-") as tmp:
+    with Scratch("hs-compare-") as scratch:  # removed on exit, Ctrl-C and SIGTERM
+        tmp = scratch.path
         for kind in targets:
             why = available(kind, not args.no_install)
             if why:
@@ -891,7 +904,31 @@ def main(argv=None) -> int:
     (out / f"compare-{stamp}.md").write_text(md)
     print(md)
     print(f"[compare] wrote {out / f'compare-{stamp}.md'} and .json")
+    if args.plot is not None:
+        path = args.plot or str(out / f"compare-{stamp}.png")
+        fanout_plot(path, plot_series(results), f"fan-out, {results['date']}, {results['cores']} cores")
+        print(f"[compare] wrote {path}")
     return 0
+
+
+def plot_series(results: dict) -> dict:
+    """Per target that ran: steady latency percentiles (ms) and server CPU-s per million deliveries."""
+    series = {}
+    for name, r in results["targets"].items():
+        if "skipped" in r:
+            continue
+        steady, entry = r.get("steady") or {}, {"latency_ms": {}, "cpu_s_per_million": {}}
+        for p in ("p50", "p90", "p99", "p999", "max"):
+            value = steady.get(f"latency_ms_{p}")
+            if isinstance(value, (int, float)) and value == value:
+                entry["latency_ms"][p] = value
+        for scenario in ("burst", "steady"):
+            value = (r.get(scenario) or {}).get("server_cpu_s_per_million")
+            if isinstance(value, (int, float)):
+                entry["cpu_s_per_million"][scenario] = value
+        if entry["latency_ms"] or entry["cpu_s_per_million"]:
+            series[name] = entry
+    return series
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ At the end each subscriber reads the rest of the history (`Last-Event-ID` + `liv
   increase; every expected event was received or named by a gap frame, and no received event lies inside a gap
   (so the gaps name exactly the events not received). The log itself: a replay with `after=0&live=false` must be
   a gap (what retention dropped) followed by exactly the acknowledged public events after it.
-Output: loadtest/results/soak-<stamp>.json, soak-rss.png and soak-deliveries.png (latest run), a summary on stdout;
-exit status 0 only when every check passed.
+Output (in loadtest/results/runs/, git-ignored; --out to change it): soak-<stamp>.json, soak-rss.png and
+soak-deliveries.png (latest run), a summary on stdout; exit status 0 only when every check passed.
 
   python -m loadtest.soak                 # 10 minutes
   python -m loadtest.soak --minutes 1 --retention-bytes 2097152
@@ -42,14 +42,15 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nacl.signing
 
+from engine.bench.common import Scratch
 from engine.bench.fanout import cpu_seconds, rss_bytes
+from engine.bench.plot import require_matplotlib
 from engine.bench.procs import wait_listening
 from engine.http.auth import sign_request
 from engine.names import encode_user
@@ -57,7 +58,7 @@ from engine.names import encode_user
 from .ssewire import Stream, crockford_id, crockford_seq
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "loadtest" / "results"
+RESULTS = ROOT / "loadtest" / "results" / "runs"  # git-ignored: runs never dirty the tree
 
 
 # ---------------------------------------------------------------- patterns (a reference for the check)
@@ -499,7 +500,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--segment-bytes", type=int, default=1 << 20)
     p.add_argument("--retention-interval", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--out", default=str(RESULTS),
+                   help="directory for soak-<stamp>.json and the plots (default: loadtest/results/runs, git-ignored)")
     p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
 
@@ -509,8 +511,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    with tempfile.TemporaryDirectory(prefix="hs-soak-") as tmp:
-        server = SoakServer(Path(tmp), args)
+    if not args.no_plots and (problem := require_matplotlib()) is not None:
+        print(f"soak: no plots: {problem}", flush=True)
+        args.no_plots = True
+    with Scratch("hs-soak-") as scratch:  # removed on exit, Ctrl-C and SIGTERM
+        server = SoakServer(Path(scratch.path), args)
         try:
             soak = Soak(args, server.port, server.proc.pid)
             import uvloop

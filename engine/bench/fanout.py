@@ -4,10 +4,22 @@ Scenarios (each against a fresh server started here on 127.0.0.1, --open-writes,
 - burst: `--subscribers` connections all matching, `--events` PUTs written as fast as pipelining allows;
 - steady: `--rate` events/s for `--seconds`; p50/p99 publish-to-delivery latency from the event's `ts`;
 - scale: the burst again with `--extra-subscriptions` non-matching patterns registered first;
-- replay: one subscriber with after=0 over `--replay-events` events already in the log.
+- replay: one subscriber with after=0 over `--replay-events` events already in the log;
+- idle: `--idle` subscribed connections that receive nothing: server memory per connection.
 Every connection's frames are checked: ids contiguous from the first seq, none missing, none repeated (frames
 are counted in bulk per read; the first and last id of each read and the count must agree).
 Figures: deliveries/s, server CPU-seconds per million deliveries (from /proc/<pid>/stat), client CPU, latency.
+
+Targets: burst ≥ 1,000,000 deliveries/s at ≤ 1 server CPU-s per million, nothing lost; steady p99 < 20 ms at
+≤ 6 CPU-s per million; scale within 1.2× of the burst (stated for 1,000,000 extra subscriptions: --full);
+replay ≥ 500,000 events/s; ≤ 8 KiB of server memory per idle connection. The default run is the quick one
+(steady 10 s, 100,000 extra subscriptions, 100,000 replayed events, 2,000 idle connections); --full is the run
+the targets are stated for (steady 20 s, 1,000,000, 1,000,000, 10,000).
+
+examples:
+  homestream bench fanout                                  # 1-6 minutes on 2 cores, as busy as they are
+  homestream bench fanout --full --json > fanout.json
+  homestream bench fanout --scenarios steady --plot fanout.png   # latency percentiles and CPU, as a PNG
 """
 
 from __future__ import annotations
@@ -21,9 +33,9 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
+from .common import Figure, Progress, Scratch, add_size_options, pick, positive_float, positive_int, report
 from .procs import free_port, wait_listening
 
 CROCK = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
@@ -33,19 +45,34 @@ _TS = re.compile(rb'"ts":(\d+)')
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+SCENARIOS = ("burst", "steady", "scale", "replay", "idle")
+QUICK = {"seconds": 10.0, "extra_subscriptions": 100_000, "replay_events": 100_000, "idle": 2_000}
+FULL = {"seconds": 20.0, "extra_subscriptions": 1_000_000, "replay_events": 1_000_000, "idle": 10_000}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenarios", default="burst,steady,scale,replay,idle",
-                        help="comma-separated subset of burst,steady,scale,replay,idle")
-    parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=2000, help="burst size")
-    parser.add_argument("--rate", type=float, default=100.0, help="steady events per second")
-    parser.add_argument("--seconds", type=float, default=20.0, help="steady duration")
-    parser.add_argument("--extra-subscriptions", type=int, default=1_000_000,
-                        help="non-matching patterns registered for the scale scenario")
-    parser.add_argument("--replay-events", type=int, default=1_000_000)
-    parser.add_argument("--idle", type=int, default=10_000, help="idle SSE connections for the memory figure")
-    parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--url", help="measure an already running server instead (no CPU figure)")
+    add_size_options(parser, "steady 10 s, 100,000 extra subscriptions, 100,000 replayed, 2,000 idle",
+                     "steady 20 s, 1,000,000 extra subscriptions, 1,000,000 replayed, 10,000 idle")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated subset of burst,steady,scale,replay,idle (default: all)")
+    parser.add_argument("--subscribers", type=positive_int, default=1000,
+                        help="subscribers of the burst, steady and scale scenarios (default: 1000)")
+    parser.add_argument("--events", type=positive_int, default=2000, help="burst size (default: 2000)")
+    parser.add_argument("--rate", type=positive_float, default=100.0, help="steady events per second (default: 100)")
+    parser.add_argument("--seconds", type=positive_float, default=None,
+                        help="steady duration (default: 10; --full: 20)")
+    parser.add_argument("--extra-subscriptions", type=positive_int, default=None,
+                        help="non-matching patterns registered for the scale scenario "
+                             "(default: 100,000; --full: 1,000,000)")
+    parser.add_argument("--replay-events", type=positive_int, default=None,
+                        help="events replayed from the log (default: 100,000; --full: 1,000,000)")
+    parser.add_argument("--idle", type=positive_int, default=None,
+                        help="idle SSE connections for the memory figure (default: 2,000; --full: 10,000)")
+    parser.add_argument("--client-procs", type=positive_int, default=2,
+                        help="subscriber processes (default: 2)")
+    parser.add_argument("--plot", metavar="FILE.png", default=None,
+                        help="also write a PNG of the latency percentiles and the CPU per delivery "
+                             "(default: none; needs matplotlib: pip install '.[loadtest]')")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -259,7 +286,8 @@ def run_fanout(server: ServerProc, subscribers: int, events: int, rate: float | 
     timeout = 60 + (events / rate if rate else 0)
     for n in per:
         ready = ctx.Event()
-        p = ctx.Process(target=_sub_proc, args=(server.port, n, query, first_seq, events, ready, go, out, timeout))
+        p = ctx.Process(target=_sub_proc, args=(server.port, n, query, first_seq, events, ready, go, out, timeout),
+                        daemon=True)  # never outlives the bench, however it ends
         p.start()
         readies.append(ready)
         workers.append(p)
@@ -286,7 +314,9 @@ def run_fanout(server: ServerProc, subscribers: int, events: int, rate: float | 
         "server_cpu_s": round(cpu1 - cpu0, 3),
         "server_cpu_s_per_million": round((cpu1 - cpu0) / max(deliveries, 1) * 1e6, 3),
         "client_cpu_s": round(sum(r["cpu"] for r in results), 3),
-        "latency_ms_p50": round(_percentile(lat, 50), 2), "latency_ms_p99": round(_percentile(lat, 99), 2),
+        "latency_ms_p50": round(_percentile(lat, 50), 2), "latency_ms_p90": round(_percentile(lat, 90), 2),
+        "latency_ms_p99": round(_percentile(lat, 99), 2), "latency_ms_p999": round(_percentile(lat, 99.9), 2),
+        "latency_ms_max": round(max(lat), 2) if lat else float("nan"),
     }
 
 
@@ -323,12 +353,14 @@ async def _idle(port: int, n: int, server: ServerProc) -> dict:
             "bytes_per_connection": round((after - before) / n)}
 
 
-def _register_extra(port: int, count: int) -> list:
+def _register_extra(port: int, count: int, progress: Progress | None = None) -> list:
     """Open connections subscribing to non-matching patterns until `count` patterns are registered."""
     socks = []
     per = 64
     i = 0
     while i < count:
+        if progress is not None and i % (per * 500) == 0:
+            progress.step(f"registering extra subscriptions {i:,}/{count:,}")
         pats = "&".join(f"p={USER}/pub/other{(i + j) % 997}/k{i + j}.json" for j in range(min(per, count - i)))
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(f"GET /subscribe?{pats} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
@@ -340,48 +372,120 @@ def _register_extra(port: int, count: int) -> list:
 def run(args: argparse.Namespace) -> int:
     import resource
 
+    import uvloop
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown or not scenarios:
+        print(f"homestream bench: error: --scenarios takes {', '.join(SCENARIOS)}, not "
+              f"{', '.join(unknown) or 'nothing'}", file=sys.stderr)
+        return 2
+    if args.plot:
+        from .plot import require_matplotlib
+
+        if (problem := require_matplotlib()) is not None:
+            print(f"homestream bench: error: --plot: {problem}", file=sys.stderr)
+            return 2
+    seconds = pick(args, "seconds", QUICK["seconds"], FULL["seconds"])
+    extra = pick(args, "extra_subscriptions", QUICK["extra_subscriptions"], FULL["extra_subscriptions"])
+    replay_events = pick(args, "replay_events", QUICK["replay_events"], FULL["replay_events"])
+    idle = pick(args, "idle", QUICK["idle"], FULL["idle"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    progress = Progress("bench fanout")
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="hs-fanout-") as tmp:
+    with Scratch("hs-fanout-") as scratch:
         for name in scenarios:
-            server = ServerProc(os.path.join(tmp, name))
+            started = time.monotonic()
+            progress.step(f"{name}: starting a server")
+            server = ServerProc(os.path.join(scratch.path, name))
             try:
                 if name == "burst":
+                    progress.step(f"burst: {args.subscribers:,} subscribers, {args.events:,} events")
                     results["burst"] = run_fanout(server, args.subscribers, args.events, None, args.client_procs, 1)
                 elif name == "steady":
-                    n = int(args.rate * args.seconds)
+                    n = int(args.rate * seconds)
+                    progress.step(f"steady: {args.subscribers:,} subscribers, {args.rate:g} events/s for "
+                                  f"{seconds:g} s")
                     results["steady"] = run_fanout(server, args.subscribers, n, args.rate, args.client_procs, 1)
                 elif name == "scale":
                     t = time.time()
-                    socks = _register_extra(server.port, args.extra_subscriptions)
-                    time.sleep(2 + args.extra_subscriptions / 200_000)
-                    r = run_fanout(server, args.subscribers, args.events, None, args.client_procs, 1)
-                    r["extra_subscriptions"] = args.extra_subscriptions
+                    socks = _register_extra(server.port, extra, progress)
+                    try:
+                        progress.step(f"scale: waiting for {extra:,} subscriptions to register")
+                        time.sleep(2 + extra / 200_000)
+                        progress.step(f"scale: burst with {extra:,} extra subscriptions")
+                        r = run_fanout(server, args.subscribers, args.events, None, args.client_procs, 1)
+                    finally:
+                        for s in socks:
+                            s.close()
+                    r["extra_subscriptions"] = extra
                     r["register_s"] = round(time.time() - t, 1)
                     results["scale"] = r
-                    for s in socks:
-                        s.close()
                 elif name == "replay":
-                    import uvloop
-
-                    uvloop.run(_publish(server.port, args.replay_events, None, 1, conns=4))
-                    results["replay"] = uvloop.run(_replay(server.port, args.replay_events))
+                    progress.step(f"replay: writing {replay_events:,} events")
+                    uvloop.run(_publish(server.port, replay_events, None, 1, conns=4))
+                    progress.step(f"replay: reading {replay_events:,} events from the start")
+                    results["replay"] = uvloop.run(_replay(server.port, replay_events))
                 elif name == "idle":
-                    import uvloop
-
-                    results["idle"] = uvloop.run(_idle(server.port, args.idle, server))
+                    progress.step(f"idle: opening {idle:,} connections")
+                    results["idle"] = uvloop.run(_idle(server.port, idle, server))
             finally:
                 server.stop()
-            _print(name, results.get(name), args.json)
+            progress.note(f"{name}: done in {time.monotonic() - started:.1f} s")
+    if args.plot:
+        from .plot import fanout_plot
+
+        fanout_plot(args.plot, {"homestream": plot_series(results)},
+                    f"homestream bench fanout, {results['date']}, {results['cores']} cores")
+        progress.note(f"wrote {args.plot}")
     if args.json:
         print(json.dumps(results))
+    else:
+        report(f"bench fanout: {args.subscribers:,} subscribers, server CPU from /proc, {results['cores']} cores",
+               figures(results, full_size=extra >= FULL["extra_subscriptions"]))
     return 0
 
 
-def _print(name: str, r: dict | None, as_json: bool) -> None:
-    if r is None:
-        return
-    print(f"[{name}] " + ", ".join(f"{k}={v}" for k, v in r.items()), flush=True,
-          file=sys.stderr if as_json else sys.stdout)
+def plot_series(results: dict) -> dict:
+    """What the plot shows of one target: steady latency percentiles (ms) and CPU-s per million deliveries."""
+    steady = results.get("steady", {})
+    return {"latency_ms": {p: steady[f"latency_ms_{p}"] for p in ("p50", "p90", "p99", "p999", "max")
+                           if f"latency_ms_{p}" in steady},
+            "cpu_s_per_million": {name: results[name]["server_cpu_s_per_million"] for name in ("burst", "steady")
+                                  if name in results}}
+
+
+def figures(results: dict, full_size: bool) -> list[Figure]:
+    out = []
+    if "burst" in results:
+        b = results["burst"]
+        out += [Figure(f"burst: {b['subscribers']:,} × {b['events']:,} events", b["deliveries_per_s"],
+                       "deliveries/s", ">=", 1_000_000, note=f"{b['wall_s']} s"),
+                Figure("burst: server CPU", b["server_cpu_s_per_million"], "s per million", "<=", 1.0),
+                Figure("burst: lost + order errors", b["lost"] + b["order_errors"], "events", "<=", 0)]
+    if "steady" in results:
+        st = results["steady"]
+        out += [Figure("steady: latency p50", st["latency_ms_p50"], "ms",
+                       note=f"from the event's ts; p90 {st['latency_ms_p90']} ms"),
+                Figure("steady: latency p99", st["latency_ms_p99"], "ms", "<=", 20,
+                       note=f"max {st['latency_ms_max']} ms"),
+                Figure("steady: server CPU", st["server_cpu_s_per_million"], "s per million", "<=", 6.0),
+                Figure("steady: lost + order errors", st["lost"] + st["order_errors"], "events", "<=", 0)]
+    if "scale" in results:
+        sc = results["scale"]
+        slower = (results["burst"]["deliveries_per_s"] / sc["deliveries_per_s"]
+                  if "burst" in results and sc["deliveries_per_s"] else None)
+        out += [Figure(f"scale: burst beside {sc['extra_subscriptions']:,} other subscriptions",
+                       sc["deliveries_per_s"], "deliveries/s"),
+                Figure("scale: slowdown against the burst", slower, "×", "<=", 1.2, judged=full_size,
+                       why="target is for 1,000,000: --full")]
+    if "replay" in results:
+        rp = results["replay"]
+        out.append(Figure(f"replay: {rp['events']:,} events after=0", rp["events_per_s"], "events/s", ">=",
+                          500_000, note=f"{rp['order_errors']} order errors"))
+    if "idle" in results:
+        i = results["idle"]
+        out.append(Figure(f"idle: {i['connections']:,} connections", i["bytes_per_connection"] / 1024,
+                          "KiB per connection", "<=", 8))
+    return out

@@ -12,6 +12,15 @@ take turns: each phase is cut into `--rounds` slices, one per server in a rotati
 that slows down for a while slows every server alike; a phase's figures are summed over its slices, and the
 ratios are given both summed and slice by slice. Each phase reports the load generator's CPU and the server's
 CPU per thread (and homestream's read cache hits and misses).
+
+Targets (homestream's requests/s against its peers'): PUT ≥ 0.8× bare h11 and ≥ 1.3× Starlette; GET of every
+stored key ≥ 1.0× bare; GET of a hot set ≥ 1.0× bare. The default run takes 4 s per phase and server in 2 rounds
+(about a minute on 2 cores); --full takes 10 s in 5 rounds.
+
+examples:
+  homestream bench http                                   # about a minute on 2 cores
+  homestream bench http --full --json > http.json         # the run RESULTS.md reports
+  homestream bench http --servers homestream,bare-h11 --seconds 2
 """
 
 from __future__ import annotations
@@ -23,26 +32,36 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
+from .common import Figure, Progress, Scratch, add_size_options, pick, positive_float, positive_int, report, table
 from .fanout import cpu_seconds
 from .procs import free_port, wait_listening
 
 
+TARGETS = {"put_vs_bare": 0.8, "put_vs_starlette": 1.3, "get_vs_bare": 1.0, "get_hot_vs_bare": 1.0}
+SIGNED_PER_SECOND = 25_000  # signed PUTs made ahead per second of phase: more than any server here takes
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
-    parser.add_argument("--body", type=int, default=1024, help="PUT body bytes")
+    add_size_options(parser, "4 s per phase and server, 2 rounds", "10 s per phase and server, 5 rounds")
+    parser.add_argument("--connections", type=positive_int, default=50,
+                        help="keep-alive connections of the load generator (default: 50)")
+    parser.add_argument("--seconds", type=positive_float, default=None,
+                        help="duration of each phase, per server (default: 4; --full: 10)")
+    parser.add_argument("--body", type=positive_int, default=1024, help="PUT body bytes (default: 1024)")
     parser.add_argument("--servers", default="homestream,bare-h11,starlette",
-                        help="comma-separated subset of homestream,bare-h11,starlette")
-    parser.add_argument("--hot-keys", type=int, default=1000, help="keys cycled by the get_hot phase")
-    parser.add_argument("--rounds", type=int, default=5,
+                        help="comma-separated subset of homestream,bare-h11,starlette (default: all three)")
+    parser.add_argument("--hot-keys", type=positive_int, default=1000,
+                        help="keys cycled by the get_hot phase (default: 1000)")
+    parser.add_argument("--rounds", type=positive_int, default=None,
                         help="each phase is cut into this many slices, the servers taking turns slice by slice, "
-                             "so a machine that slows down for a while slows every server alike")
+                             "so a machine that slows down for a while slows every server alike "
+                             "(default: 2; --full: 5)")
     parser.add_argument("--policy", action="store_true",
                         help="also run homestream with token signups, a quota and rate limits on (limits too high "
-                             "to refuse) as 'homestream+policy', beside the same server with them off")
+                             "to refuse) as 'homestream+policy', beside the same server with them off "
+                             "(default: off)")
 
 
 def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
@@ -68,7 +87,7 @@ def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
 BENCH_SEED = b"\x07" * 32  # the signing key of every bench PUT
 
 
-def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
+def _signed_puts(n: int, body: bytes, progress: Progress | None = None) -> tuple[list[bytes], list[bytes]]:
     """n signed PUT requests to distinct keys, and the GETs of those keys."""
     import nacl.signing
 
@@ -85,6 +104,8 @@ def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
         puts.append((f"PUT {target} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\nAuthorization: {auth}\r\n\r\n").encode() + body)
         gets.append(f"GET {target} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        if progress is not None and i % 10_000 == 9_999:
+            progress.step(f"signing PUT requests {i + 1:,}/{n:,}")
     return puts, gets
 
 
@@ -289,36 +310,43 @@ def _thread_spent(before: dict[str, float], after: dict[str, float]) -> dict[str
 def run(args: argparse.Namespace) -> int:
     import uvloop
 
-    if args.hot_keys < 1 or args.connections < 1 or args.seconds <= 0 or args.rounds < 1:
-        print("bench http: --hot-keys, --connections and --rounds must be at least 1, --seconds positive",
-              file=sys.stderr)
-        return 2
+    seconds = pick(args, "seconds", 4.0, 10.0)
+    rounds = pick(args, "rounds", 2, 5)
+    progress = Progress("bench http")
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.policy and "homestream+policy" not in names:
         names.insert(names.index("homestream") + 1 if "homestream" in names else 0, "homestream+policy")
+    unknown = [n for n in names if n not in ("homestream", "homestream+policy", "bare-h11", "starlette")]
+    if unknown or not names:
+        print(f"homestream bench: error: --servers takes homestream, bare-h11 and starlette, not "
+              f"{', '.join(unknown) or 'nothing'}", file=sys.stderr)
+        return 2
     if "starlette" in names and not (importlib.util.find_spec("uvicorn") and importlib.util.find_spec("starlette")):
-        print("bench http: skipping starlette: install the loadtest extra (pip install -e '.[loadtest]')",
-              file=sys.stderr)
+        progress.note("skipping starlette: install the loadtest extra (pip install '.[loadtest]')")
         names.remove("starlette")
     body = os.urandom(args.body // 2).hex().encode()[: args.body]
-    budget = int(args.seconds * 60_000) + 10_000  # more signed requests than the phase can send
-    print(f"bench http: signing {budget} requests ...", file=sys.stderr, flush=True)
-    puts, gets = _signed_puts(budget, body)
+    budget = int(seconds * SIGNED_PER_SECOND) + 10_000  # more signed requests than a phase can send
+    t0 = time.perf_counter()
+    puts, gets = _signed_puts(budget, body, progress)
+    progress.note(f"signed {budget:,} PUT requests in {time.perf_counter() - t0:.1f} s")
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
-                     "connections": args.connections, "seconds": args.seconds, "rounds": args.rounds,
+                     "connections": args.connections, "seconds": seconds, "rounds": rounds,
                      "body": args.body}
-    slice_s = args.seconds / args.rounds
+    slice_s = seconds / rounds
     tallies = {name: {phase: PhaseTally() for phase in ("put", "get", "get_hot")} for name in names}
     sent = dict.fromkeys(names, 0)  # PUTs used so far: each signed request is sent at most once
     read = dict.fromkeys(names, 0)  # where the all-keys GET scan goes on next round
     stored: dict[str, list[bytes]] = {name: [] for name in names}
-    with tempfile.TemporaryDirectory(prefix="hs-http-") as tmp:
+    with Scratch("hs-http-") as scratch:
+        tmp = scratch.path
         servers: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
             for name in names:
+                progress.step(f"starting {name}")
                 servers[name] = _start(name, os.path.join(tmp, name))
             for phase in ("put", "get", "get_hot"):
-                for r in range(args.rounds):
+                for r in range(rounds):
+                    progress.step(f"phase {phase}, round {r + 1}/{rounds} ({seconds * len(names) / rounds:.0f} s)")
                     for name in names[r % len(names):] + names[:r % len(names)]:  # each server leads in turn
                         proc, port = servers[name]
                         if phase == "put":
@@ -351,11 +379,35 @@ def run(args: argparse.Namespace) -> int:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+    progress.note("done")
     for name in names:
         results[name] = {phase: tally.summary() for phase, tally in tallies[name].items()}
-        if not args.json:
-            for phase, summary in results[name].items():
-                print(f"[{name}] {phase} {summary}", flush=True)
     results["ratios"], results["ratios_by_round"] = ratios(results)
-    print(json.dumps(results) if args.json else f"ratios: {results['ratios']}\nby round: {results['ratios_by_round']}")
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    rows = []
+    for name in names:
+        for phase, r in results[name].items():
+            codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statuses"].items()))
+            cache = (f"{r['read_cache_hits']:,} / {r['read_cache_misses']:,}" if "read_cache_hits" in r else "")
+            rows.append([name, phase, f"{r['req_per_s']:,}", f"{r['p50_ms']} / {r['p99_ms']}", codes,
+                         f"{r['server_cpu_s']} s", cache])
+    print(f"bench http: {args.connections} connections, {seconds:g} s per phase and server in {rounds} rounds, "
+          f"{args.body}-byte PUT bodies, signed")
+    print(table(rows, ["server", "phase", "requests/s", "p50 / p99 ms", "statuses", "server CPU",
+                       "read cache hits / misses"]))
+    print()
+    names_of = {"put_vs_bare": "PUT vs bare h11", "put_vs_starlette": "PUT vs Starlette",
+                "get_vs_bare": "GET every key vs bare h11", "get_hot_vs_bare": "GET hot keys vs bare h11"}
+    figures = [Figure(label, results["ratios"].get(key), "×", ">=", TARGETS.get(key),
+                      note="rounds: " + ", ".join(str(x) for x in results["ratios_by_round"].get(key, [])))
+               for key, label in names_of.items() if key in results["ratios"]]
+    if "get_vs_starlette" in results["ratios"]:
+        figures.append(Figure("GET every key vs Starlette", results["ratios"]["get_vs_starlette"], "×"))
+    for phase in ("put", "get", "get_hot"):  # --policy: the same server with the public-server checks on
+        if f"{phase}_policy_on_vs_off" in results["ratios"]:
+            figures.append(Figure(f"{phase}: policy on vs off", results["ratios"][f"{phase}_policy_on_vs_off"], "×"))
+    if figures:
+        report("homestream's requests/s against its peers':", figures)
     return 0

@@ -22,6 +22,10 @@ class KeyFileError(ClientFailure):
     """A key file that is missing, unreadable, malformed, or would be overwritten."""
 
 
+class LocalFileError(ClientFailure):
+    """A local file the client must read or write (a stream's state file, a sync folder) that it cannot."""
+
+
 class BadReference(ClientFailure, ValueError):
     """A key, path, pattern or event id that cannot be sent (the caller's mistake, found before any request)."""
 

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import nacl.signing
@@ -122,6 +123,7 @@ class _Request:
     ok: tuple[int, ...] = (200,)
     limit: int | None = None
     signed: str | None = None  # the signed path when the request carries a write signature (for a re-sign)
+    owner: str | None = None  # the user the path belongs to (to name the real cause of a 401)
 
 
 def _etag(headers: httpx.Headers) -> str | None:
@@ -142,13 +144,30 @@ def _body_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
     raise TypeError(f"a value is bytes or str, not {type(data).__name__}")
 
 
+def check_url(url: str) -> str:
+    """`url` when it is a usable server URL (http[s]://host[:port], port 1..65535), else BadReference saying why."""
+    if not url.startswith(("http://", "https://")):
+        raise refs.BadReference(f"server URL must start with http:// or https://, not {url!r}")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raw = parts.netloc.rpartition(":")[2]
+        raise refs.BadReference(f"server URL {url!r}: invalid port {raw!r} (a port is 1..65535)") from None
+    if port == 0:
+        raise refs.BadReference(f"server URL {url!r}: invalid port 0 (a port is 1..65535)")
+    if not parts.hostname:
+        raise refs.BadReference(f"server URL {url!r} names no host")
+    if parts.query or parts.fragment:
+        raise refs.BadReference(f"server URL {url!r}: no query or fragment, only scheme, host, port and path")
+    return url
+
+
 class _Requests:
     """Pure request building and response reading shared by Client and AsyncClient."""
 
     def __init__(self, url: str | None, key: nacl.signing.SigningKey | str | os.PathLike | None):
-        self.base = (url or default_url()).rstrip("/")
-        if not self.base.startswith(("http://", "https://")):
-            raise refs.BadReference(f"server URL must start with http:// or https://, not {self.base!r}")
+        self.base = check_url((url or default_url()).rstrip("/"))
         if key is not None and not isinstance(key, nacl.signing.SigningKey):
             key = load_key(key)
         self.signer = Signer(key) if key is not None else None
@@ -194,7 +213,7 @@ class _Requests:
             headers["Content-Type"] = content_type
         self._auth(headers, "PUT", user, path, body, needed=True)
         return _Request("PUT", refs.target(user, path), refs.uri(user, path), headers, body, ok=(200, 201, 204),
-                        signed=refs.signed_path(user, path))
+                        signed=refs.signed_path(user, path), owner=user)
 
     def get(self, ref: str, method: str, if_none_match: str | None) -> _Request:
         user, path = self.resolve(ref)
@@ -203,14 +222,14 @@ class _Requests:
             tag = if_none_match if if_none_match.startswith(('"', "W/")) else f'"{if_none_match}"'
             headers["If-None-Match"] = tag
         self._auth(headers, method, user, path, b"", needed=not path.startswith("/pub/"))
-        return _Request(method, refs.target(user, path), refs.uri(user, path), headers, ok=(200, 304))
+        return _Request(method, refs.target(user, path), refs.uri(user, path), headers, ok=(200, 304), owner=user)
 
     def delete(self, ref: str) -> _Request:
         user, path = self.resolve(ref)
         headers: dict[str, str] = {}
         self._auth(headers, "DELETE", user, path, b"", needed=True)
         return _Request("DELETE", refs.target(user, path), refs.uri(user, path), headers, ok=(200, 204),
-                        signed=refs.signed_path(user, path))
+                        signed=refs.signed_path(user, path), owner=user)
 
     def list(self, ref: str, cursor: str | None, limit: int | None, reverse: bool) -> _Request:
         user, path = self.resolve(ref, directory=True)
@@ -226,7 +245,7 @@ class _Requests:
         headers: dict[str, str] = {}
         self._auth(headers, "GET", user, path, b"", needed=not path.startswith("/pub/"))
         return _Request("GET", refs.target(user, path), refs.uri(user, path), headers, params=params,
-                        limit=min(limit or 100, 1000))
+                        limit=min(limit or 100, 1000), owner=user)
 
     def post(self, ref: str, data: Any, content_type: str | None) -> _Request:
         user, path = self.resolve(ref, directory=True)
@@ -236,13 +255,30 @@ class _Requests:
             headers["Content-Type"] = content_type
         self._auth(headers, "POST", user, path, body, needed=True)
         return _Request("POST", refs.target(user, path), refs.uri(user, path), headers, body, ok=(200, 201),
-                        signed=refs.signed_path(user, path))
+                        signed=refs.signed_path(user, path), owner=user)
 
     # ---- responses ----
 
     def check(self, req: _Request, resp: httpx.Response) -> None:
         if resp.status_code not in req.ok:
-            raise ApiError.from_response(resp.status_code, resp.content, dict(resp.headers))
+            error = ApiError.from_response(resp.status_code, resp.content, dict(resp.headers))
+            cause = self.unsigned_cause(req) if resp.status_code == 401 and "Authorization" not in req.headers \
+                else None
+            if cause is not None:
+                error = type(error)(error.status, error.code, cause, error.headers)
+            raise error
+
+    def unsigned_cause(self, req: _Request) -> str | None:
+        """Why a request went unsigned, when that is why it was refused: no key, or a key of another user."""
+        if req.owner is None:
+            return None
+        what = "a write to" if req.method in WRITE_METHODS else "reading"
+        if self.signer is None:
+            return f"{what} {req.uri} needs its owner's key (--key FILE or HOMESTREAM_KEY)"
+        if self.signer.user != req.owner:
+            return (f"the key of user {self.signer.user} does not own {req.uri}: {what} it needs the key of "
+                    f"user {req.owner}")
+        return None
 
     def write_result(self, req: _Request, resp: httpx.Response) -> WriteResult:
         self.check(req, resp)
@@ -267,7 +303,8 @@ class _Requests:
 
 def _transport_error(base: str, exc: httpx.HTTPError) -> ConnectionFailed:
     reason = str(exc) or type(exc).__name__
-    return ConnectionFailed(f"cannot reach the server at {base}: {reason}")
+    return ConnectionFailed(f"cannot reach the server at {base}: {reason}; is it running? (start it with "
+                            f"`homestream serve`, or pass --url)")
 
 
 class Client:

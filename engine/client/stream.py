@@ -31,7 +31,7 @@ import httpx
 
 from ..names import event_id as make_event_id
 from . import refs
-from .errors import ApiError, BadReference, ClientFailure, ConnectionFailed
+from .errors import ApiError, BadReference, ClientFailure, ConnectionFailed, LocalFileError
 
 log = logging.getLogger("homestream.client")
 
@@ -155,27 +155,48 @@ class StateFile:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise BadReference(f"{self.path}: cannot read state file: {exc.strerror or exc}") from None
+            raise LocalFileError(f"{self.path}: cannot read the state file: {exc.strerror or exc}; pass --state "
+                                 f"a file in a folder you can write") from None
         if not text:
             return None
         try:
             refs.check_resume_point(text)
         except BadReference as exc:
+            if len(text) > 64 or "\n" in text:  # some other file: do not echo it
+                raise BadReference(f"{self.path}: not a state file (a state file holds one event id, this one "
+                                   f"{len(text)} characters); pass --state a file of its own") from None
             raise BadReference(f"{self.path}: not a stream position ({exc.message})") from None
         return text
 
     def save(self, position: str) -> None:
+        """Replace the file's content with `position`; LocalFileError (naming the file) when it cannot."""
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(position + "\n")
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 tmp.unlink()
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise LocalFileError(f"{self.path}: cannot save the stream position: {exc.strerror or exc}; "
+                                     f"pass --state a file in a folder you can write") from None
             raise
+
+    def check_writable(self) -> None:
+        """LocalFileError now, before any event is handled, when the position could not be saved there."""
+        if self.path.is_dir():
+            raise LocalFileError(f"{self.path}: is a folder; --state names a file")
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8"):
+                pass
+            tmp.unlink()
+        except OSError as exc:
+            raise LocalFileError(f"{self.path}: cannot write the stream position there: {exc.strerror or exc}; "
+                                 f"pass --state a file in a folder you can write") from None
 
 
 class _Core:
@@ -208,6 +229,8 @@ class _Core:
         self.connected_once = False
         self.delivered = 0
         saved = self.state.load() if self.state else None
+        if self.state is not None:
+            self.state.check_writable()
         start = refs.check_resume_point(saved if saved is not None else after)
         # position of the last yielded value: seq (None = nothing yet and live only) and its id text
         self.seq: int | None = start[0] if start else None
@@ -323,7 +346,10 @@ class _Core:
     def give_up(self, attempt: int, reason: str) -> None:
         if (not self.reconnect or (self.max_attempts is not None and attempt >= self.max_attempts)
                 or (not self.connected_once and not self.wait_first)):
-            raise ConnectionFailed(f"event stream from {self.client.url}: {reason}")
+            where = "cannot reach the server at" if not self.connected_once else "lost the event stream from"
+            hint = "; is it running? (start it with `homestream serve`, or pass --url)" \
+                if not self.connected_once else ""
+            raise ConnectionFailed(f"{where} {self.client.url}: {reason}{hint}")
 
 
 def _reason(exc: BaseException) -> str:

@@ -146,7 +146,8 @@ class _Session:
         try:
             response = self.http.send(request)
         except httpx.HTTPError as exc:
-            raise ConnectionFailed(f"sync {self.url}: {exc}") from None
+            raise ConnectionFailed(f"cannot reach the server at {self.url}: {exc or type(exc).__name__}; is it "
+                                   f"running? (start it with `homestream serve`, or pass --url)") from None
         self.received += len(response.content)
         if response.status_code != 200:
             raise ApiError.from_response(response.status_code, response.content, dict(response.headers))

@@ -1,13 +1,16 @@
 """`homestream bench <name>`: dispatches to engine/bench/<name>.py.
 
-Each bench module exposes `configure(parser)` and `run(args) -> int`, prints human-readable figures and, with
-`--json`, one JSON object. Benchmarks never run in unit tests with timing assertions.
+Each bench module exposes `configure(parser)` and `run(args) -> int`, prints a table of figures with units and
+verdicts against its targets (engine/bench/common.py) and, with `--json`, one JSON object; it runs in about a
+minute by default and at the targets' sizes with --full. Benchmarks never run in unit tests with timing
+assertions. Stopped by Ctrl-C or SIGTERM, a bench removes its temporary data and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 BENCHES = {
     "log": "engine.bench.log",
@@ -41,6 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "bench", None):
-        print("homestream bench: error: name a benchmark: " + ", ".join(BENCHES))
+        print("homestream bench: error: name a benchmark: " + ", ".join(BENCHES), file=sys.stderr)
         return 2
-    return int(args._bench.run(args) or 0)
+    try:
+        return int(args._bench.run(args) or 0)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = 130 if isinstance(exc, KeyboardInterrupt) else exc.code
+        print(f"homestream bench {args.bench}: stopped; its servers and temporary data are gone", file=sys.stderr)
+        return code if isinstance(code, int) else 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from ..client.cli_common import report
@@ -40,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         out = args.out or os.environ.get(KEY_ENV) or DEFAULT_FILE
         key = generate_key()
-        path = write_key(out, key, fmt=args.format, force=args.force)
+        path = os.path.abspath(write_key(out, key, fmt=args.format, force=args.force))
         print(user_id(key))
-        print(f"wrote {path} (mode 0600); sign with --key {path} or HOMESTREAM_KEY={path}", file=sys.stderr)
+        print(f"wrote {path} (mode 0600); sign with --key {path} or export HOMESTREAM_KEY={shlex.quote(path)}",
+              file=sys.stderr)
         return 0
 
     return report("keygen", body)

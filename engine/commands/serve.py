@@ -1,12 +1,21 @@
-"""`homestream serve`: run the homeserver. Every Settings field is a flag, generated from engine/config.py."""
+"""`homestream serve`: run the homeserver. Every Settings field is a flag, generated from engine/config.py.
+
+Invariant: whatever stops the start is one line on stderr saying what to do, never a traceback: a bad setting or
+TOML file (`homestream serve: error: ...`, exit 2, before logging starts), or, once it has, an ERROR log line
+`cannot start: ...` and exit 1 (a data directory another server holds or that cannot be written, a damaged log,
+a port in use).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
+import tomllib
 
 from ..config import Settings
+from ..errors import CorruptLog, LogLocked, StorageError
 
 EXAMPLES = """
 examples:
@@ -15,6 +24,9 @@ examples:
   homestream serve --config homestream.toml         # any flag below as a TOML key
   HOMESTREAM_PORT=7000 homestream serve             # any flag as HOMESTREAM_<NAME>
   homestream serve --workers auto                   # one writer + a worker process per usable core
+
+The server stays in the foreground and logs to stderr; stop it with Ctrl-C or SIGTERM (it finishes in-flight
+writes first). Use a second terminal for the client commands (put, get, tail, ...).
 """
 
 
@@ -50,15 +62,47 @@ def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name, None) for name, _, _ in Settings.describe()}
     try:
         settings = Settings.load(args.config, overrides=overrides)
-    except (OSError, ValueError) as exc:
-        print(f"homestream serve: error: {exc}", file=sys.stderr)
-        return 2
+    except tomllib.TOMLDecodeError as exc:
+        return _fail(f"{args.config}: not valid TOML: {exc}", 2)
+    except OSError as exc:
+        return _fail(f"cannot read the config file {exc.filename or args.config}: {exc.strerror or exc}", 2)
+    except ValueError as exc:
+        where = f" (from {args.config}, HOMESTREAM_* or the flags)" if args.config else ""
+        return _fail(f"{exc}{where}", 2)
     setup_logging(settings.log_level)
-    from ..errors import StorageError
     from ..workers.supervisor import run as run_server  # --workers 1: the one-process server, unchanged
 
     try:
         return run_server(settings)
-    except (OSError, StorageError) as exc:  # a damaged or missing log segment refuses the start (issue 21)
-        logging.getLogger("homestream.server").error("cannot start: %s", exc)
+    except (OSError, StorageError) as exc:  # a held, damaged or missing log, a port in use: one line each
+        line = " ".join(start_error(exc, settings).split())
+        logging.getLogger("homestream.server").error("cannot start: %s", line)
         return 1
+
+
+def start_error(exc: BaseException, settings: Settings) -> str:
+    """One line saying why the server could not start and what to do about it."""
+    data, where = settings.data, f"{settings.host}:{settings.port}"
+    if isinstance(exc, LogLocked):
+        return (f"another server holds the data directory {data} (its lock is taken); stop that server, "
+                f"or pass --data DIR to serve another directory")
+    if isinstance(exc, CorruptLog):
+        return f"cannot open the log in {data}: {exc} (see docs/STORAGE.md, recovery)"
+    if isinstance(exc, StorageError):
+        return f"cannot open the log in {data}: {exc}"
+    code = getattr(exc, "errno", None)
+    if code == errno.EADDRINUSE:
+        return f"{where} is already in use (another server?); stop it, or pass --port N"
+    if code == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: no such address on this machine; pass --host ADDRESS"
+    if code == errno.EACCES and getattr(exc, "filename", None) is None:
+        return f"cannot listen on {where}: permission denied (ports below 1024 need privileges); pass --port N"
+    if getattr(exc, "filename", None) is not None:
+        return (f"cannot use the data directory {data}: {exc.filename}: {exc.strerror}; "
+                f"pass --data DIR for a directory you can write")
+    return f"cannot start on {where} with data in {data}: {exc.strerror or exc}"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"homestream serve: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code

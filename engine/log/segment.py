@@ -28,7 +28,7 @@ import os
 import re
 import threading
 
-from engine.errors import LogFull, StorageError
+from engine.errors import LogFull, LogLocked, StorageError
 
 SEGMENT_SUFFIX = ".seg"
 PENDING_SUFFIX = ".seg.pending"
@@ -365,7 +365,7 @@ def lock_directory(directory: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise StorageError(f"the log in {directory} is open in another process") from None
+        raise LogLocked(f"the log in {directory} is open in another process") from None
     return fd
 
 
