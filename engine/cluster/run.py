@@ -1,0 +1,124 @@
+"""`homestream serve --cluster ...`: the process of a cluster node.
+
+Connect to NATS and set the stream and buckets up; then, until SIGTERM: build the application from the log
+(recovery runs there), make the log a prefix of the stream (engine/cluster/rejoin.py: truncating a deposed
+origin's records the stream never took, and logging how many), serve as a replica (engine/cluster/node.py),
+and when the node ends itself -- fenced, deposed, or unable to apply -- shut the listener and streams down and
+build it again. Subscribers reconnect and resume with Last-Event-ID, as after any restart.
+Invariant: no HTTP request is served before the log agrees with the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from ..config import Settings
+from .jetstream import RECORD_HEADROOM, Cluster, Names, connect
+from .lease import Lease
+from .node import ClusterNode, Survivor
+from .rejoin import divergence
+
+log = logging.getLogger("homestream.cluster")
+
+
+def fill_identity(settings: Settings) -> Settings:
+    """Default --node and --advertise-url from the host and port."""
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+    if not settings.advertise_url:
+        settings.advertise_url = f"http://{host}:{settings.port}"
+    if not settings.node:
+        settings.node = f"{socket.gethostname()}-{settings.port}"
+    return settings
+
+
+async def _connect(settings: Settings, stop: asyncio.Event) -> Cluster:
+    while True:
+        try:
+            nc = await connect(settings.cluster, settings.node)
+            break
+        except Exception as exc:
+            log.warning("cannot reach the NATS servers %s (%s); retrying", ",".join(settings.cluster), exc)
+            try:
+                await asyncio.wait_for(stop.wait(), 2.0)
+                raise SystemExit(0)
+            except asyncio.TimeoutError:
+                pass
+    cluster = Cluster(nc, Names(settings.cluster_name))
+    await cluster.setup(replicas=settings.cluster_replicas, lease_ttl=settings.lease_ttl,
+                        max_age=settings.stream_max_age, max_record=settings.max_body_bytes + RECORD_HEADROOM)
+    return cluster
+
+
+async def _build(settings: Settings, cluster: Cluster, survivor: Survivor) -> Any:
+    """The app over a log that is a prefix of the stream."""
+    from ..log.store import Log
+    from ..server import build_app
+
+    app = build_app(settings)
+    holder = await Lease(cluster.lease_kv, settings.node, settings.advertise_url).holder()
+    keep = await divergence(cluster, app.log, holder is not None and holder.node != settings.node)
+    if keep is None:
+        return app
+    _close_app(app)
+    with Log.open(settings.data, segment_bytes=settings.segment_bytes, fsync=settings.fsync) as log_:
+        dropped = log_.truncate_after(keep)
+    survivor.records_dropped_total += dropped
+    log.warning("rejoin: dropped %d local record(s) after seq %d that the stream does not hold", dropped, keep)
+    return build_app(settings)
+
+
+def _close_app(app: Any) -> None:
+    if app.hub is not None:
+        app.hub.close()
+    app.log.close()
+
+
+async def serve_clustered(settings: Settings, ready: Any = None) -> int:
+    from ..server import Server
+
+    fill_identity(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    cluster = await _connect(settings, stop)
+    survivor = Survivor()
+    log.info("cluster %s: node %s at %s, --replication-ack %s", settings.cluster_name, settings.node,
+             settings.advertise_url, settings.replication_ack)
+    try:
+        while not stop.is_set():
+            app = await _build(settings, cluster, survivor)
+            node = ClusterNode(settings, app, cluster, survivor)
+            server = Server(settings, app, loop)
+            try:
+                await node.start()
+            except Exception:
+                _close_app(app)
+                raise
+            await server.start()
+            if ready is not None:
+                ready(server, node)
+            stopping = loop.create_task(stop.wait())
+            ending = loop.create_task(node.done.wait())
+            await asyncio.wait([stopping, ending], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            ending.cancel()
+            await node.stop(release=stop.is_set())
+            await server.shutdown()
+            if app.hub is not None:
+                app.hub.close()
+            app.log.close()
+            if not stop.is_set():
+                survivor.rebuilds_total += 1
+                log.warning("cluster: rebuilding this node as a replica: %s", node.outcome)
+    finally:
+        await cluster.close()
+    log.info("stopped cleanly")
+    return 0
