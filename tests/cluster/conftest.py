@@ -30,35 +30,51 @@ def nats_cluster(tmp_path_factory):
     cluster.stop()
 
 
-@pytest.fixture
-def cluster_name() -> str:
+def _new_cluster_name() -> str:
     return f"hs{os.getpid()}t{next(_names)}"
 
 
-@pytest.fixture
-def make_node(tmp_path, nats_cluster, cluster_name):
-    started: list[Node] = []
+class Nodes:
+    """Makes nodes (each on its own data directory) and stops every one it made, by pid."""
 
-    def make(name: str, **kw) -> Node:
-        node = Node(name, tmp_path / name, nats_cluster.urls, cluster_name, **kw)
-        started.append(node)
+    def __init__(self, root, nats_urls: list[str], cluster_name: str):
+        self.root = root
+        self.nats_urls = nats_urls
+        self.cluster_name = cluster_name
+        self.started: list[Node] = []
+
+    def __call__(self, name: str, **kw) -> Node:
+        node = Node(name, self.root / name, self.nats_urls, self.cluster_name, **kw)
+        self.started.append(node)
         return node
 
-    yield make
-    for node in started:
-        node.stop()
+    def stop(self) -> None:
+        for node in self.started:
+            node.stop()
 
 
 @pytest.fixture
-def trio(make_node):
-    """An origin (a) and two replicas (b, c), all caught up."""
-    a = make_node("a").start()
-    a.wait_role("origin")
-    b = make_node("b").start()
-    c = make_node("c").start()
-    b.wait_role("replica")
-    c.wait_role("replica")
-    return a, b, c
+def make_node(tmp_path, nats_cluster):
+    """Nodes of a cluster of their own (a stream of its own on the shared NATS servers)."""
+    nodes = Nodes(tmp_path, nats_cluster.urls, _new_cluster_name())
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory, nats_cluster):
+    """(origin, replica, replica), shared by a module's tests (each writes under its own paths). The three start
+    together; whichever takes the lease first is the origin."""
+    nodes = Nodes(tmp_path_factory.mktemp("trio"), nats_cluster.urls, _new_cluster_name())
+    try:
+        three = [nodes(name).spawn() for name in ("a", "b", "c")]
+        for node in three:
+            node.listening()
+        three[0].wait(lambda h: h.get("origin"), "an origin")
+        three.sort(key=lambda node: node.health()["role"] != "origin")
+        yield tuple(three)
+    finally:
+        nodes.stop()
 
 
 @pytest.fixture

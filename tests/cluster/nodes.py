@@ -33,7 +33,7 @@ class Node:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Node":
+    def spawn(self) -> "Node":
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", str(self.data), "--port", str(self.port),
                "--cluster", ",".join(self.nats_urls), "--node", self.name, "--advertise-url", self.url,
                "--cluster-name", self.cluster_name, "--lease-ttl", str(self.lease_ttl),
@@ -42,6 +42,12 @@ class Node:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.logfile, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def start(self) -> "Node":
+        return self.spawn().listening()
+
+    def listening(self) -> "Node":
         wait_listening(self.proc, self.port, f"node {self.name}", self.log_tail)
         return self
 
