@@ -97,3 +97,72 @@ class Node:
 
     def wait_applied(self, seq: int, timeout: float = 20.0) -> dict:
         return self.wait(lambda h: h.get("applied_seq", -1) >= seq, f"applied seq {seq}", timeout)
+
+
+class Writer:
+    """Signed PUTs in a thread, one after another, to whichever node is the origin (found from /healthz after a
+    failure, or from a replica's 307). Keeps every acknowledged write: (seq, path, body) and when it was acked."""
+
+    def __init__(self, nodes: list[Node], key, prefix: str, rate: float = 0.0):
+        import threading
+
+        self.nodes = nodes
+        self.key = key
+        self.prefix = prefix
+        self.rate = rate
+        self.acked: list[tuple[int, str, bytes, float]] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.target = nodes[0].url
+
+    def start(self) -> "Writer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> "Writer":
+        self._stop.set()
+        self._thread.join(30)
+        return self
+
+    def _find_origin(self) -> None:
+        for node in self.nodes:
+            try:
+                if node.alive() and httpx.get(node.url + "/healthz", timeout=1).json().get("role") == "origin":
+                    self.target = node.url
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+        time.sleep(0.05)
+
+    def _run(self) -> None:
+        from engine.names import parse_resume_point
+
+        i = 0
+        client = httpx.Client(timeout=5)
+        while not self._stop.is_set():
+            path = f"{self.prefix}/{i:06d}"
+            body = b"w%d" % i
+            target = f"/{self.key.user}{path}"
+            try:
+                r = client.put(self.target + target, content=body,
+                               headers={"Authorization": self.key.auth("PUT", target, body)})
+            except httpx.HTTPError:
+                self.failures += 1
+                client.close()
+                client = httpx.Client(timeout=5)
+                self._find_origin()
+                i += 1  # this write's outcome is unknown: never reuse its path
+                continue
+            if r.status_code in (201, 204):
+                self.acked.append((parse_resume_point(r.headers["event-id"]), path, body, time.monotonic()))
+            elif r.status_code == 307:
+                self.target = r.headers["location"][: -len(target)]
+                continue
+            else:
+                self.failures += 1
+                self._find_origin()
+            i += 1
+            if self.rate:
+                time.sleep(1 / self.rate)
+        client.close()
