@@ -48,12 +48,14 @@ def import_nats() -> Any:
     return nats
 
 
-async def connect(urls: list[str], name: str) -> Any:
-    """A NATS connection that reconnects for ever (a NATS server restart is routine), logging what happens."""
+async def connect(urls: list[str], name: str, *, patient: bool = True) -> Any:
+    """A NATS connection. Patient (a server node): it tries, and later reconnects, for ever, logging what happens
+    (a NATS server restart is routine). Impatient (a command): two tries per server, then the error."""
     nats = import_nats()
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS: %s", exc)
+        if patient:
+            log.warning("NATS: %s", exc)
 
     async def on_disconnect() -> None:
         log.warning("NATS: disconnected")
@@ -61,7 +63,8 @@ async def connect(urls: list[str], name: str) -> Any:
     async def on_reconnect() -> None:
         log.info("NATS: reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
 
-    nc = await nats.connect(urls, name=name, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+    nc = await nats.connect(urls, name=name, connect_timeout=2, max_reconnect_attempts=-1 if patient else 1,
+                            reconnect_time_wait=0.5,
                             allow_reconnect=True, error_cb=on_error, disconnected_cb=on_disconnect,
                             reconnected_cb=on_reconnect)
     return nc

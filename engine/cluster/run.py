@@ -35,18 +35,16 @@ def fill_identity(settings: Settings) -> Settings:
     return settings
 
 
-async def _connect(settings: Settings, stop: asyncio.Event) -> Cluster:
-    while True:
-        try:
-            nc = await connect(settings.cluster, settings.node)
-            break
-        except Exception as exc:
-            log.warning("cannot reach the NATS servers %s (%s); retrying", ",".join(settings.cluster), exc)
-            try:
-                await asyncio.wait_for(stop.wait(), 2.0)
-                raise SystemExit(0)
-            except asyncio.TimeoutError:
-                pass
+async def _connect(settings: Settings, stop: asyncio.Event) -> Cluster | None:
+    """Connected and set up, or None if told to stop first (nats-py retries the servers meanwhile)."""
+    connecting = asyncio.ensure_future(connect(settings.cluster, settings.node))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([connecting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        return None
+    nc = connecting.result()
     cluster = Cluster(nc, Names(settings.cluster_name))
     await cluster.setup(replicas=settings.cluster_replicas, lease_ttl=settings.lease_ttl,
                         max_age=settings.stream_max_age, max_record=settings.max_body_bytes + RECORD_HEADROOM)
@@ -89,6 +87,8 @@ async def serve_clustered(settings: Settings, ready: Any = None) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     cluster = await _connect(settings, stop)
+    if cluster is None:
+        return 0
     survivor = Survivor()
     log.info("cluster %s: node %s at %s, --replication-ack %s", settings.cluster_name, settings.node,
              settings.advertise_url, settings.replication_ack)

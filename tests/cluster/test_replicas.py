@@ -90,3 +90,42 @@ def test_history_streams_are_the_same_bytes_on_all_three_nodes(trio, key):
     assert bodies[0].count(b"\nid: ") + bodies[0].startswith(b"id: ") >= 11
     assert bodies[0] == bodies[2] == bodies[4]
     assert bodies[1] == bodies[3] == bodies[5]
+
+
+def test_cluster_status_lists_every_node_with_its_role_and_applied_seq(trio, key, capsys):
+    from engine.cli import main
+
+    a, b, c = trio
+    r = put(a, key, "/pub/status", b"s")
+    seq = parse_resume_point(r.headers["event-id"])
+    for node in (b, c):
+        node.wait_applied(seq)
+    time.sleep(1.2)  # one registry refresh
+    args = ["cluster", "status", "--cluster", ",".join(a.nats_urls), "--cluster-name", a.cluster_name]
+    assert main(args + ["--json"]) == 0
+    import json
+
+    status = json.loads(capsys.readouterr().out)
+    assert status["origin"] == {"node": a.name, "url": a.url}
+    assert status["stream"]["last_seq"] >= seq
+    roles = {n["node"]: (n["role"], n["url"]) for n in status["nodes"]}
+    assert roles == {a.name: ("origin", a.url), b.name: ("replica", b.url), c.name: ("replica", c.url)}
+    assert all(n["applied_seq"] >= seq for n in status["nodes"])
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert f"origin {a.name} ({a.url})" in text and text.count("replica") == 2
+    assert main(["cluster", "status", "--cluster", ",".join(a.nats_urls), "--cluster-name", "nosuch"]) == 1
+    assert "no cluster named 'nosuch'" in capsys.readouterr().err
+
+
+def test_the_python_client_writes_through_a_replica_by_following_its_redirect(trio, key):
+    from engine.client import Client
+
+    a, b, _c = trio
+    with Client(b.url, key.signing_key) as client:
+        result = client.put("/pub/via-replica", b"followed")
+        assert result.status == 201
+        seq = parse_resume_point(result.event_id)
+        b.wait_applied(seq)
+        assert client.get("/pub/via-replica").data == b"followed"  # read back on the replica
+    assert a.http.get(f"/{key.user}/pub/via-replica").content == b"followed"
