@@ -94,6 +94,9 @@ class ClusterNode:
     def _end(self, reason: str) -> None:
         if not self.done.is_set():
             self.outcome = reason
+            if self.role == "origin":  # take no more writes: until the rebuild they are answered 503
+                self.role = "deposed"
+                self.origin_url = self.origin_node = None
             self.done.set()
 
     # ---- the lease ----

@@ -110,6 +110,11 @@ async def serve_clustered(settings: Settings, ready: Any = None) -> int:
             await asyncio.wait([stopping, ending], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             ending.cancel()
+            if not stop.is_set():
+                # writes whose records the cluster may never take: their outcome is unknown, as after a crash
+                for conn in list(server.waiting):
+                    if conn.transport is not None:
+                        conn.transport.abort()
             await node.stop(release=stop.is_set())
             await server.shutdown()
             if app.hub is not None:
