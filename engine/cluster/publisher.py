@@ -46,6 +46,7 @@ class Publisher:
         self._sub: Any = None
         self._reconciling = False
         self._fenced = False
+        self._tell_scheduled = False
         self._prefix = ""
 
     async def start(self, acked_seq: int) -> None:
@@ -145,7 +146,13 @@ class Publisher:
     def _acked(self, seq: int) -> None:
         self.acked_seq = seq
         self._progress_at = time.monotonic()
-        self.on_acked(seq)
+        if not self._tell_scheduled:  # one release per burst of acknowledgements, not one per record
+            self._tell_scheduled = True
+            asyncio.get_running_loop().call_soon(self._tell_acked)
+
+    def _tell_acked(self) -> None:
+        self._tell_scheduled = False
+        self.on_acked(self.acked_seq)
         self._wake.set()
 
     async def _reconcile(self) -> None:
