@@ -50,7 +50,7 @@ class NodeProc:
     """One `homestream serve` (standalone, or a cluster node) in a subprocess."""
 
     def __init__(self, root: Path, name: str, nats: list[str] | None, cluster: str, *, ack: str = "cluster",
-                 lease_ttl: float = 2.0, extra: list[str] | None = None):
+                 lease_ttl: float = 10.0, extra: list[str] | None = None):
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -306,6 +306,11 @@ def run(args: argparse.Namespace) -> int:
         with LocalNatsCluster(root / "nats") as nats_cluster:
             for part in parts:
                 fn = {"put": part_put, "lag": part_lag, "failover": part_failover, "fanout": part_fanout}[part]
-                results[part] = fn(root, nats_cluster.urls, args)
+                try:
+                    results[part] = fn(root, nats_cluster.urls, args)
+                except Exception as exc:  # say which node did what, then go on with the other parts
+                    results[part] = {"error": repr(exc)}
+                    for logfile in sorted(root.glob("*.log")):
+                        print(f"--- {logfile.name}\n{logfile.read_text(errors='replace')[-1500:]}", file=sys.stderr)
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
     return 0

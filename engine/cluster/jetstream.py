@@ -91,7 +91,8 @@ class Cluster:
         config = api.StreamConfig(name=self.names.stream, subjects=[self.names.subject], num_replicas=replicas,
                                   storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
                                   discard=api.DiscardPolicy.OLD, max_age=max_age or None,
-                                  max_msg_size=max_record, duplicate_window=120.0)
+                                  max_msg_size=max_record,
+                                  duplicate_window=min(120.0, max_age) if max_age else 120.0)
         try:
             await self.js.add_stream(config)
         except BadRequestError:  # it exists with other settings: bring them in line

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from . import snapshot
 from .applier import Applier
 from .apply import apply_record
 from .gate import ReplicationGate
@@ -63,6 +64,7 @@ class ClusterNode:
         self._seen_revision = 0
         app.write_guard = write_guard(lambda: self.role == "origin", lambda: self.origin_url)
         app.extensions["cluster"] = self
+        snapshot.install(app)
         self._metrics()
 
     # ---- lifecycle ----

@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from ..config import Settings
+from . import snapshot
 from .jetstream import RECORD_HEADROOM, Cluster, Names, connect
 from .lease import Lease
 from .node import ClusterNode, Survivor
@@ -56,6 +57,12 @@ async def _build(settings: Settings, cluster: Cluster, survivor: Survivor) -> An
     from ..log.store import Log
     from ..server import build_app
 
+    first, _last = await cluster.stream_state()
+    if first > 1 and snapshot.needs_snapshot(settings.data):
+        # the stream no longer starts at seq 1: copy a live node's log, then follow the stream from its end
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        urls = snapshot.sources(await cluster.nodes(), settings.node, first)
+        await asyncio.to_thread(snapshot.fetch, settings.data, urls)
     app = build_app(settings)
     holder = await Lease(cluster.lease_kv, settings.node, settings.advertise_url).holder()
     keep = await divergence(cluster, app.log, holder is not None and holder.node != settings.node)
@@ -86,7 +93,11 @@ async def serve_clustered(settings: Settings, ready: Any = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    cluster = await _connect(settings, stop)
+    try:
+        cluster = await _connect(settings, stop)
+    except RuntimeError as exc:  # the NATS servers cannot carry this node's records
+        log.error("cannot join the cluster: %s", exc)
+        return 1
     if cluster is None:
         return 0
     survivor = Survivor()
@@ -94,11 +105,19 @@ async def serve_clustered(settings: Settings, ready: Any = None) -> int:
              settings.advertise_url, settings.replication_ack)
     try:
         while not stop.is_set():
-            app = await _build(settings, cluster, survivor)
+            try:
+                app = await _build(settings, cluster, survivor)
+            except RuntimeError as exc:  # no snapshot to be had, or a log from another cluster
+                log.error("cannot join the cluster: %s", exc)
+                return 1
             node = ClusterNode(settings, app, cluster, survivor)
             server = Server(settings, app, loop)
             try:
                 await node.start()
+            except RuntimeError as exc:  # the stream no longer holds what this node needs next
+                _close_app(app)
+                log.error("cannot follow the stream: %s", exc)
+                return 1
             except Exception:
                 _close_app(app)
                 raise

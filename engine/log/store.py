@@ -568,6 +568,29 @@ class Log:
         logger.warning("log truncated after seq %d: dropped %d record(s)", seq, last - seq)
         return last - seq
 
+    def snapshot_files(self, upto: int) -> list[tuple[str, int]]:
+        """(file name, bytes) of the segments holding every record up to `upto` (at most durable_seq): sealed
+        ones whole, the one holding `upto` to the end of its record. With meta.json saying next_seq = upto + 1,
+        copies of these prefixes are a log another node can open (a cluster replica's bootstrap)."""
+        upto = min(upto, self.durable_seq)
+        out = []
+        for seg in self._segments:
+            if seg.first_seq > upto or not seg.count:
+                break
+            end = seg.used if seg.last_seq <= upto else self._offset_of(seg, upto + 1, seg.used)
+            out.append((seg.path.rsplit("/", 1)[-1], end))
+        return out
+
+    def snapshot_bytes(self, name: str, length: int) -> memoryview:
+        """The first `length` bytes of the segment file `name` (from its map); KeyError if no such segment now,
+        ValueError if it holds fewer bytes (retention rewrote it since the list was made)."""
+        for seg in self._segments:
+            if seg.path.rsplit("/", 1)[-1] == name:
+                if length > seg.used:
+                    raise ValueError(f"segment {name} holds {seg.used} bytes, not {length}")
+                return seg.mv[:length]
+        raise KeyError(name)
+
     def _roll(self, length: int) -> Segment:
         """Start a new active segment for a record of `length` bytes (LogFull leaves the log as it was)."""
         old = self._active

@@ -118,3 +118,22 @@ def test_kill_9_of_a_nats_server_under_load_loses_nothing(make_node, nats_cluste
     assert all(by_seq.get(seq) == path for seq, path, _b, _t in writer.acked)
     for node in (a, b, c):
         assert history(node, key, "/pub/n")[0] == raw
+
+
+def test_a_new_replica_bootstraps_from_a_snapshot_when_the_stream_no_longer_starts_at_1(make_node, key):
+    a = make_node("a", extra=["--stream-max-age", "1"]).start()
+    a.wait_role("origin")
+    for i in range(20):
+        assert a.http.put(f"/{key.user}/pub/snap/{i}", content=b"%d" % i,
+                          headers={"Authorization": key.auth("PUT", f"/{key.user}/pub/snap/{i}", b"%d" % i)}
+                          ).status_code == 201
+    time.sleep(2.5)  # the stream drops everything older than 1 s (and a's registry entry is fresh)
+    b = make_node("b", extra=["--stream-max-age", "1"]).start()
+    b.wait_applied(20)
+    assert "bootstrap: copied" in b.log_tail()
+    raw = history(a, key, "/pub/snap")[0]
+    assert history(b, key, "/pub/snap")[0] == raw and raw.count(b"event: PUT") == 20
+    target = f"/{key.user}/pub/snap/after"
+    r = a.http.put(target, content=b"later", headers={"Authorization": key.auth("PUT", target, b"later")})
+    b.wait_applied(parse_resume_point(r.headers["event-id"]))
+    assert b.http.get(target).content == b"later"  # and it follows the stream from the snapshot's end
