@@ -2,7 +2,7 @@
 (the origin's lease, and the node registry `homestream cluster status` reads).
 
 Names, from `--cluster-name` (default homestream): stream `<name>` on subject `<name>.log`, buckets
-`<name>-lease` and `<name>-nodes`. One stream message is one log record's framed bytes, so the stream's seq is
+`<name>-lease`, `<name>-nodes` and `<name>-secret`. One stream message is one log record's framed bytes, so the stream's seq is
 homestream's seq. Invariants: setup is idempotent (every node runs it at start); nothing else here changes the
 stream; nats-py is imported here (and only by engine/cluster), so a standalone server never needs it.
 """
@@ -38,6 +38,10 @@ class Names:
     @property
     def nodes_bucket(self) -> str:
         return f"{self.cluster}-nodes"
+
+    @property
+    def secret_bucket(self) -> str:
+        return f"{self.cluster}-secret"
 
 
 def import_nats() -> Any:
@@ -79,6 +83,7 @@ class Cluster:
         self.names = names
         self.lease_kv: Any = None
         self.nodes_kv: Any = None
+        self.secret = ""
 
     async def setup(self, *, replicas: int, lease_ttl: float, max_age: float, max_record: int) -> None:
         from nats.js import api
@@ -99,6 +104,24 @@ class Cluster:
             await self.js.update_stream(config)
         self.lease_kv = await self._bucket(self.names.lease_bucket, lease_ttl, replicas)
         self.nodes_kv = await self._bucket(self.names.nodes_bucket, max(10.0, 4 * lease_ttl), replicas)
+        self.secret = await self._secret(replicas)
+
+    async def _secret(self, replicas: int) -> str:
+        """The cluster's shared secret (made by the first node, kept in `<name>-secret`): what a node shows to
+        fetch another's snapshot. Whoever can read the NATS buckets is trusted; an HTTP client is not."""
+        import secrets
+
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        kv = await self._bucket(self.names.secret_bucket, 0, replicas)
+        try:
+            await kv.create("snapshot", secrets.token_hex(32).encode())
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            return (await kv.get("snapshot")).value.decode()
+        except KeyNotFoundError:
+            raise RuntimeError("the cluster's secret bucket lost its key") from None
 
     async def _bucket(self, bucket: str, ttl: float, replicas: int) -> Any:
         from nats.js.errors import BadRequestError, BucketNotFoundError
@@ -108,7 +131,7 @@ class Cluster:
         except BucketNotFoundError:
             pass
         try:
-            return await self.js.create_key_value(bucket=bucket, ttl=ttl, history=1, replicas=replicas)
+            return await self.js.create_key_value(bucket=bucket, ttl=ttl or None, history=1, replicas=replicas)
         except BadRequestError:  # another node created it meanwhile
             return await self.js.key_value(bucket)
 

@@ -62,7 +62,7 @@ async def _build(settings: Settings, cluster: Cluster, survivor: Survivor) -> An
         # the stream no longer starts at seq 1: copy a live node's log, then follow the stream from its end
         settings.data_path.mkdir(parents=True, exist_ok=True)
         urls = snapshot.sources(await cluster.nodes(), settings.node, first)
-        await asyncio.to_thread(snapshot.fetch, settings.data, urls)
+        await asyncio.to_thread(snapshot.fetch, settings.data, urls, cluster.secret)
     app = build_app(settings)
     holder = await Lease(cluster.lease_kv, settings.node, settings.advertise_url).holder()
     keep = await divergence(cluster, app.log, holder is not None and holder.node != settings.node)

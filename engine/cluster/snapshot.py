@@ -3,7 +3,8 @@
 Serving (every cluster node): `GET /cluster/snapshot` lists the node's segment files as they hold every record
 up to its released seq (`{"upto", "first_seq", "files": [{"name", "bytes"}]}`), and
 `GET /cluster/segment/<name>?bytes=N` answers the first N bytes of one (`409` if retention rewrote it since:
-the fetcher starts over). Sealed segments never change and the active one is cut at a record boundary, so the
+the fetcher starts over). Both need `Authorization: Bearer <the cluster secret>` (from the NATS bucket
+`<name>-secret`), since they hand out private records too. Sealed segments never change and the active one is cut at a record boundary, so the
 copies are a log as the node had it at `upto` -- compacted history included (retention's output, the origin's
 "compacted log").
 
@@ -16,11 +17,12 @@ leaves no half file that recovery would take for a log.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadRequest, ClientError, NotFound
+from ..errors import BadRequest, ClientError, NotFound, Unauthorized
 from ..http.message import Request, Response, json_response
 from ..log import segment as _seg
 
@@ -35,7 +37,17 @@ class Conflict(ClientError):
     code = "conflict"
 
 
+def _require_node(app: "App", request: Request) -> None:
+    """Only another node of the cluster (it shows the secret from the NATS bucket) may copy the whole log,
+    private records included."""
+    node = app.extensions.get("cluster")
+    given = request.header(b"authorization") or ""
+    if node is None or not hmac.compare_digest(given.encode(), f"Bearer {node.cluster.secret}".encode()):
+        raise Unauthorized("a snapshot is for the cluster's nodes: show the cluster secret")
+
+
 def snapshot_manifest(app: "App", request: Request, param: str) -> Response:
+    _require_node(app, request)
     upto = app.durable_seq()
     files = app.log.snapshot_files(upto)
     return json_response(200, {"upto": upto, "first_seq": min(app.log.first_seq, upto + 1),
@@ -43,6 +55,7 @@ def snapshot_manifest(app: "App", request: Request, param: str) -> Response:
 
 
 def snapshot_segment(app: "App", request: Request, param: str) -> Response:
+    _require_node(app, request)
     text = request.arg("bytes") or ""
     if not text.isdigit():
         raise BadRequest("bytes= must be a whole number")
@@ -61,7 +74,7 @@ def install(app: "App") -> None:
     app.add_handlers({"cluster_snapshot": snapshot_manifest, "cluster_segment": snapshot_segment})
 
 
-def fetch(directory: str, sources: list[str], timeout: float = 120.0) -> int:
+def fetch(directory: str, sources: list[str], secret: str, timeout: float = 120.0) -> int:
     """Copy a snapshot from the first source URL that gives a whole one into `directory` (which holds no log);
     return its upto seq. RuntimeError if none could."""
     import httpx
@@ -69,7 +82,7 @@ def fetch(directory: str, sources: list[str], timeout: float = 120.0) -> int:
     errors = []
     for url in sources:
         try:
-            with httpx.Client(base_url=url, timeout=timeout) as client:
+            with httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {secret}"}) as client:
                 manifest = client.get("/cluster/snapshot").raise_for_status().json()
                 written = []
                 for f in manifest["files"]:

@@ -129,3 +129,12 @@ def test_the_python_client_writes_through_a_replica_by_following_its_redirect(tr
         b.wait_applied(seq)
         assert client.get("/pub/via-replica").data == b"followed"  # read back on the replica
     assert a.http.get(f"/{key.user}/pub/via-replica").content == b"followed"
+
+
+def test_a_snapshot_is_only_for_the_clusters_nodes(trio):
+    a, b, _c = trio
+    for node in (a, b):
+        assert node.http.get("/cluster/snapshot").status_code == 401
+        bad = node.http.get("/cluster/snapshot", headers={"Authorization": "Bearer " + "0" * 64})
+        assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
+        assert node.http.get("/cluster/segment/00000000000000000001.seg", params={"bytes": "10"}).status_code == 401

@@ -67,3 +67,28 @@ def test_truncate_after_to_nothing_leaves_an_empty_log(open_log, logdir, user):
     log.close()
     again = open_log(logdir)
     assert again.last_seq == 0 and list(again.read_from(1)) == []
+
+
+def test_snapshot_files_copied_up_to_a_seq_open_as_that_log(open_log, tmp_path, user):
+    from engine.log import segment as _seg
+
+    log = open_log(str(tmp_path / "src"))
+    for i in range(250):
+        log.append(PUT, user, f"/pub/k{i}", b"y" * 300)
+    log.flush()
+    upto = 200
+    files = log.snapshot_files(upto)
+    assert len(files) > 1 and files[0][0].endswith(".seg")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    for name, n in files:
+        _seg.write_file_atomic(str(dst / name), [log.snapshot_bytes(name, n)])
+    _seg.write_meta(str(dst), {"first_seq": log.first_seq, "next_seq": upto + 1})
+    copy = open_log(str(dst))
+    assert copy.last_seq == upto
+    assert list(copy.read_from(1)) == list(log.read_from(1, until=upto))
+    assert copy.append_framed(framed(log, upto + 1)).seq == upto + 1  # and it follows on from there
+    with pytest.raises(ValueError):
+        log.snapshot_bytes(files[-1][0], 1 << 30)
+    with pytest.raises(KeyError):
+        log.snapshot_bytes("nosuch.seg", 1)
