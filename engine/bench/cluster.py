@@ -6,7 +6,8 @@ nodes as subprocesses, each stopped by pid. Four parts, one after another:
   node, then the origin of a cluster (origin + one replica) with `--replication-ack local`, then `cluster`:
   req/s and p50/p99 latency;
 - lag: `--rate` writes/s for `--seconds` on the origin, one subscriber on the replica and one on the origin:
-  p50/p99 of (arrival - the record's ts) on each; the replica's minus the origin's is the replication lag;
+  p50/p99 of (arrival - the record's ts) on each; the replica's minus the origin's is the replication lag (and
+  the same load on a standalone server first, for what a cluster-ack origin adds);
 - failover: three nodes, `--lease-ttl` (default 2 s), signed writes one after another, kill -9 of the origin:
   the time from the kill to the first write acknowledged by the new origin (`--failovers` times);
 - fanout: `--subscribers` subscribers on the origin, then on a replica, `--events` writes on the origin: server
@@ -162,8 +163,23 @@ async def _lag_sub(port: int, pattern: str, total: int, out: list[float], ready:
 def part_lag(root: Path, nats: list[str], args) -> dict:
     import uvloop
 
-    origin, replica = _pair(root, nats, "lag", ack="cluster", extra=["--open-writes"])
     total = int(args.rate * args.seconds)
+    solo = NodeProc(root, "lag-solo", None, "", extra=["--open-writes"]).start()
+    alone: list[float] = []
+
+    async def baseline() -> None:  # the same load on a standalone server: what a cluster adds is beyond this
+        ready = asyncio.Event()
+        sub = asyncio.ensure_future(_lag_sub(solo.port, "*/pub/bench/*", total, alone, ready))
+        await ready.wait()
+        await asyncio.sleep(0.5)
+        await _publish(solo.port, total, args.rate, 0)
+        await asyncio.wait_for(sub, 60)
+
+    try:
+        uvloop.run(baseline())
+    finally:
+        solo.stop()
+    origin, replica = _pair(root, nats, "lag", ack="cluster", extra=["--open-writes"])
     on_origin: list[float] = []
     on_replica: list[float] = []
 
@@ -188,7 +204,7 @@ def part_lag(root: Path, nats: list[str], args) -> dict:
         return {"events": len(values), "p50_ms": round(_percentile(values, 50), 1),
                 "p99_ms": round(_percentile(values, 99), 1)}
 
-    out = {"rate": args.rate, "origin": pct(on_origin), "replica": pct(on_replica)}
+    out = {"rate": args.rate, "standalone": pct(alone), "origin": pct(on_origin), "replica": pct(on_replica)}
     out["replication_lag_ms"] = {"p50": round(out["replica"]["p50_ms"] - out["origin"]["p50_ms"], 1),
                                  "p99": round(out["replica"]["p99_ms"] - out["origin"]["p99_ms"], 1)}
     print(f"[lag] {out}", file=sys.stderr, flush=True)
