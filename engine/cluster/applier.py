@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 from ..log.record import PREFIX
+from .jetstream import patiently
 
 log = logging.getLogger("homestream.cluster")
 
@@ -35,7 +36,7 @@ class Applier:
         from nats.js import api
 
         start = self.log.last_seq + 1
-        first, last = await self.cluster.stream_state()
+        first, last = await patiently("stream state", self.cluster.stream_state)
         self.stream_last = last
         if last >= start and first > start:
             raise RuntimeError(f"the stream starts at seq {first}, past this node's next seq {start}: it cannot "

@@ -9,6 +9,7 @@ stream; nats-py is imported here (and only by engine/cluster), so a standalone s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -74,6 +75,23 @@ async def connect(urls: list[str], name: str, *, patient: bool = True) -> Any:
     return nc
 
 
+async def patiently(what: str, call, attempts: int = 40, pause: float = 0.25):
+    """`await call()`, again after a pause while JetStream is still electing a leader for something just made
+    (or moved): at start, and after a NATS server restart, that takes a moment."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt == attempts - 1 or type(exc).__name__ not in _TRANSIENT:
+                raise
+            log.info("%s: %s; retrying", what, exc)
+            await asyncio.sleep(pause)
+
+
+_TRANSIENT = frozenset(("NoStreamResponseError", "TimeoutError", "ServiceUnavailableError", "NoRespondersError",
+                        "ServerError"))
+
+
 class Cluster:
     """The connection and the JetStream objects one node uses."""
 
@@ -114,14 +132,18 @@ class Cluster:
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         kv = await self._bucket(self.names.secret_bucket, 0, replicas)
-        try:
-            await kv.create("snapshot", secrets.token_hex(32).encode())
-        except KeyWrongLastSequenceError:
-            pass
-        try:
-            return (await kv.get("snapshot")).value.decode()
-        except KeyNotFoundError:
-            raise RuntimeError("the cluster's secret bucket lost its key") from None
+
+        async def make() -> str:
+            try:
+                await kv.create("snapshot", secrets.token_hex(32).encode())
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                return (await kv.get("snapshot")).value.decode()
+            except KeyNotFoundError:
+                raise RuntimeError("the cluster's secret bucket lost its key") from None
+
+        return await patiently("cluster secret", make)
 
     async def _bucket(self, bucket: str, ttl: float, replicas: int) -> Any:
         from nats.js.errors import BadRequestError, BucketNotFoundError

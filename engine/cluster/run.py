@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Settings
 from . import snapshot
-from .jetstream import RECORD_HEADROOM, Cluster, Names, connect
+from .jetstream import RECORD_HEADROOM, Cluster, Names, connect, patiently
 from .lease import Lease
 from .node import ClusterNode, Survivor
 from .rejoin import divergence
@@ -57,14 +57,14 @@ async def _build(settings: Settings, cluster: Cluster, survivor: Survivor) -> An
     from ..log.store import Log
     from ..server import build_app
 
-    first, _last = await cluster.stream_state()
+    first, _last = await patiently("stream state", cluster.stream_state)
     if first > 1 and snapshot.needs_snapshot(settings.data):
         # the stream no longer starts at seq 1: copy a live node's log, then follow the stream from its end
         settings.data_path.mkdir(parents=True, exist_ok=True)
         urls = snapshot.sources(await cluster.nodes(), settings.node, first)
         await asyncio.to_thread(snapshot.fetch, settings.data, urls, cluster.secret)
     app = build_app(settings)
-    holder = await Lease(cluster.lease_kv, settings.node, settings.advertise_url).holder()
+    holder = await patiently("lease", Lease(cluster.lease_kv, settings.node, settings.advertise_url).holder)
     keep = await divergence(cluster, app.log, holder is not None and holder.node != settings.node)
     if keep is None:
         return app
