@@ -1,8 +1,8 @@
-"""The NATS side of a cluster: the connection, the stream that carries the log, and the two key-value buckets
-(the origin's lease, and the node registry `homestream cluster status` reads).
+"""The NATS side of a cluster: the connection, the stream that carries the log, and the key-value buckets (the
+origin's lease, the node registry `homestream cluster status` reads, the secret that opens snapshots).
 
-Names, from `--cluster-name` (default homestream): stream `<name>` on subject `<name>.log`, buckets
-`<name>-lease`, `<name>-nodes` and `<name>-secret`. One stream message is one log record's framed bytes, so the stream's seq is
+Names, from `--cluster-name` (default homestream): stream `<name>` on subject `<name>.log`, buckets `<name>-lease`,
+`<name>-nodes` and `<name>-secret`. One stream message is one log record's framed bytes, so the stream's seq is
 homestream's seq. Invariants: setup is idempotent (every node runs it at start); nothing else here changes the
 stream; nats-py is imported here (and only by engine/cluster), so a standalone server never needs it.
 """

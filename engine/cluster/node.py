@@ -211,5 +211,5 @@ class ClusterNode:
         m.gauge("homestream_cluster_rebuilds_total", "times this node stepped down and rebuilt itself as a replica",
                 lambda: self.survivor.rebuilds_total)
         m.gauge("homestream_cluster_records_dropped_total",
-                "local records dropped at a rejoin because the stream never took them", 
+                "local records dropped at a rejoin because the stream never took them",
                 lambda: self.survivor.records_dropped_total)

@@ -1,18 +1,18 @@
 """Snapshots: how a new (empty) replica gets the records the stream no longer holds, from a live node.
 
-Serving (every cluster node): `GET /cluster/snapshot` lists the node's segment files as they hold every record
-up to its released seq (`{"upto", "first_seq", "files": [{"name", "bytes"}]}`), and
-`GET /cluster/segment/<name>?bytes=N` answers the first N bytes of one (`409` if retention rewrote it since:
-the fetcher starts over). Both need `Authorization: Bearer <the cluster secret>` (from the NATS bucket
-`<name>-secret`), since they hand out private records too. Sealed segments never change and the active one is cut at a record boundary, so the
-copies are a log as the node had it at `upto` -- compacted history included (retention's output, the origin's
+Serving (every cluster node): `GET /cluster/snapshot` lists the node's segment files as they hold every record up
+to its released seq (`{"upto", "first_seq", "files": [{"name", "bytes"}]}`), and `GET
+/cluster/segment/<name>?bytes=N` answers the first N bytes of one (`409` if retention rewrote it since: the fetcher
+starts over). Both need `Authorization: Bearer <the cluster secret>` (from the NATS bucket `<name>-secret`), since
+they hand out private records too. Sealed segments never change and the active one is cut at a record boundary, so
+the copies are a log as the node had it at `upto` -- compacted history included (retention's output, the origin's
 "compacted log").
 
-Fetching (engine/cluster/run.py, before the log is opened): a node whose log is empty while the stream no
-longer starts at seq 1 copies the files from a node in the registry, writes meta.json (first_seq, next_seq =
-upto + 1), and then opens the log as after any restart (recovery checks every record's CRC) and applies the
-stream from upto + 1. Invariant: files are written under temporary names and renamed, so a crash mid-copy
-leaves no half file that recovery would take for a log.
+Fetching (engine/cluster/run.py, before the log is opened): a node whose log is empty while the stream no longer
+starts at seq 1 copies the files from a node in the registry, writes meta.json (first_seq, next_seq = upto + 1),
+and then opens the log as after any restart (recovery checks every record's CRC) and applies the stream from
+upto + 1. Invariant: files are written under temporary names and renamed, so a crash mid-copy leaves no half file that
+recovery would take for a log.
 """
 
 from __future__ import annotations

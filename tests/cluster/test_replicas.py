@@ -50,7 +50,8 @@ def test_a_write_to_a_replica_is_redirected_to_the_origin(trio, key):
     assert r.headers["location"] == a.url + target
     assert r.json()["error"] == "redirect"
     # the same signed request, sent where the redirect says, is accepted there
-    again = httpx.put(r.headers["location"], content=b"1", headers={"Authorization": r.request.headers["authorization"]})
+    again = httpx.put(r.headers["location"], content=b"1",
+                      headers={"Authorization": r.request.headers["authorization"]})
     assert again.status_code == 201
     assert b.http.get(f"/{key.user}/pub/").status_code == 200  # reads stay on the replica
 
