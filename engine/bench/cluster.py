@@ -6,8 +6,9 @@ nodes as subprocesses, each stopped by pid. Four parts, one after another:
   node, then the origin of a cluster (origin + one replica) with `--replication-ack local`, then `cluster`:
   req/s and p50/p99 latency;
 - lag: `--rate` writes/s for `--seconds` on the origin, one subscriber on the replica and one on the origin:
-  p50/p99 of (arrival - the record's ts) on each; the replica's minus the origin's is the replication lag (and
-  the same load on a standalone server first, for what a cluster-ack origin adds);
+  p50/p99 of (arrival - the record's ts) on each, and of the replication lag: per event, its arrival on the
+  replica minus its arrival on the origin (and the same load on a standalone server first, for what a
+  cluster-ack origin adds);
 - failover: three nodes, `--lease-ttl` (default 2 s), signed writes one after another, kill -9 of the origin:
   the time from the kill to the first write acknowledged by the new origin (`--failovers` times);
 - fanout: `--subscribers` subscribers on the origin, then on a replica, `--events` writes on the origin: server
@@ -140,7 +141,9 @@ def part_put(root: Path, nats: list[str], args) -> dict:
     return out
 
 
-async def _lag_sub(port: int, pattern: str, total: int, out: list[float], ready: asyncio.Event) -> None:
+async def _lag_sub(port: int, pattern: str, total: int, out: list[float], ready: asyncio.Event,
+                   arrivals: list[float] | None = None) -> None:
+    """Read `total` events; `out` gets each one's (arrival - its ts) in ms, `arrivals` its arrival time."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /subscribe?p={pattern} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
     ready.set()
@@ -156,6 +159,8 @@ async def _lag_sub(port: int, pattern: str, total: int, out: list[float], ready:
         carry = data[cut + 2:] if cut >= 0 else data
         for m in _TS.finditer(data, 0, max(cut, 0)):
             out.append(now_ms - int(m.group(1)))
+            if arrivals is not None:
+                arrivals.append(now_ms)
             seen += 1
     writer.close()
 
@@ -182,12 +187,14 @@ def part_lag(root: Path, nats: list[str], args) -> dict:
     origin, replica = _pair(root, nats, "lag", ack="cluster", extra=["--open-writes"])
     on_origin: list[float] = []
     on_replica: list[float] = []
+    at_origin: list[float] = []
+    at_replica: list[float] = []
 
     async def main() -> None:
         ready = [asyncio.Event(), asyncio.Event()]
         pattern = "*/pub/bench/*"
-        subs = [asyncio.ensure_future(_lag_sub(origin.port, pattern, total, on_origin, ready[0])),
-                asyncio.ensure_future(_lag_sub(replica.port, pattern, total, on_replica, ready[1]))]
+        subs = [asyncio.ensure_future(_lag_sub(origin.port, pattern, total, on_origin, ready[0], at_origin)),
+                asyncio.ensure_future(_lag_sub(replica.port, pattern, total, on_replica, ready[1], at_replica))]
         for r in ready:
             await r.wait()
         await asyncio.sleep(0.5)
@@ -205,8 +212,9 @@ def part_lag(root: Path, nats: list[str], args) -> dict:
                 "p99_ms": round(_percentile(values, 99), 1)}
 
     out = {"rate": args.rate, "standalone": pct(alone), "origin": pct(on_origin), "replica": pct(on_replica)}
-    out["replication_lag_ms"] = {"p50": round(out["replica"]["p50_ms"] - out["origin"]["p50_ms"], 1),
-                                 "p99": round(out["replica"]["p99_ms"] - out["origin"]["p99_ms"], 1)}
+    # per event: when the replica's subscriber got it minus when the origin's did (same events, same order)
+    lag = [r - o for r, o in zip(at_replica, at_origin)]
+    out["replication_lag_ms"] = {"p50": round(_percentile(lag, 50), 1), "p99": round(_percentile(lag, 99), 1)}
     print(f"[lag] {out}", file=sys.stderr, flush=True)
     return out
 
@@ -260,9 +268,9 @@ def part_failover(root: Path, nats: list[str], args) -> dict:
             killed_at = time.monotonic()
             nodes[0].kill9()
             deadline = killed_at + 30
-            while time.monotonic() < deadline and not any(t > killed_at for t, _u in acked):
+            while time.monotonic() < deadline and not any(u != nodes[0].url for _t, u in acked):
                 time.sleep(0.01)
-            first = [t for t, u in acked if t > killed_at]
+            first = [t for t, u in acked if t > killed_at and u != nodes[0].url]  # by the new origin
             times.append(round(first[0] - killed_at, 3) if first else None)
         finally:
             stop.set()

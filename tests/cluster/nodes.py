@@ -101,7 +101,7 @@ class Node:
 
 class Writer:
     """Signed PUTs in a thread, one after another, to whichever node is the origin (found from /healthz after a
-    failure, or from a replica's 307). Keeps every acknowledged write: (seq, path, body) and when it was acked."""
+    failure, or from a replica's 307). Keeps every acknowledged write: (seq, path, body, when, by which node's URL)."""
 
     def __init__(self, nodes: list[Node], key, prefix: str, rate: float = 0.0):
         import threading
@@ -110,7 +110,7 @@ class Writer:
         self.key = key
         self.prefix = prefix
         self.rate = rate
-        self.acked: list[tuple[int, str, bytes, float]] = []
+        self.acked: list[tuple[int, str, bytes, float, str]] = []
         self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -155,7 +155,8 @@ class Writer:
                 i += 1  # this write's outcome is unknown: never reuse its path
                 continue
             if r.status_code in (201, 204):
-                self.acked.append((parse_resume_point(r.headers["event-id"]), path, body, time.monotonic()))
+                self.acked.append((parse_resume_point(r.headers["event-id"]), path, body, time.monotonic(),
+                                   self.target))
             elif r.status_code == 307:
                 self.target = r.headers["location"][: -len(target)]
                 continue
