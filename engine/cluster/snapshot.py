@@ -50,7 +50,8 @@ def snapshot_manifest(app: "App", request: Request, param: str) -> Response:
     _require_node(app, request)
     upto = app.durable_seq()
     files = app.log.snapshot_files(upto)
-    return json_response(200, {"upto": upto, "first_seq": min(app.log.first_seq, upto + 1),
+    gaps = (_seg.read_highwater(app.log.directory) or {}).get("gaps") or []  # seq ranges recovery gave up on
+    return json_response(200, {"upto": upto, "first_seq": min(app.log.first_seq, upto + 1), "gaps": gaps,
                                "files": [{"name": name, "bytes": n} for name, n in files]})
 
 
@@ -96,13 +97,15 @@ def fetch(directory: str, sources: list[str], secret: str, timeout: float = 120.
                     _seg.write_file_atomic(os.path.join(directory, name), [resp.content], tmp_suffix=".snapshot")
                     written.append(name)
                 upto = int(manifest["upto"])
+                if manifest.get("gaps"):  # without them the copy's open would take those ranges for lost files
+                    _seg.write_highwater(directory, {"gaps": manifest["gaps"]})
                 _seg.write_meta(directory, {"first_seq": int(manifest["first_seq"]), "next_seq": upto + 1})
                 log.warning("bootstrap: copied %d segment file(s) up to seq %d from %s", len(written), upto, url)
                 return upto
         except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
             for name in os.listdir(directory):
-                if name.endswith(".seg") or name == "meta.json":
+                if name.endswith(".seg") or name in ("meta.json", "highwater.json"):
                     _seg.remove(os.path.join(directory, name))
     raise RuntimeError("no node gave a snapshot: " + "; ".join(errors) if errors else "no node to ask")
 
