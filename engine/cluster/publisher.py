@@ -162,12 +162,15 @@ class Publisher:
         self._reconciling = True
         self.reconciliations_total += 1
         try:
+            tries = 0
             while True:
                 try:
                     _first, last = await self.cluster.stream_state()
                     break
                 except Exception as exc:
-                    log.warning("cannot read the stream's state (%s); retrying", exc)
+                    if tries % 20 == 0:  # once, then every ten seconds or so while NATS stays away
+                        log.warning("cannot read the stream's state (%s); retrying", exc)
+                    tries += 1
                     await asyncio.sleep(0.5)
             seq = self.acked_seq + 1
             while seq <= last:
