@@ -105,6 +105,7 @@ class ClusterNode:
 
     async def _lease_loop(self) -> None:
         ttl = self.settings.lease_ttl
+        failures = 0
         while True:
             try:
                 if self.role == "origin":
@@ -118,7 +119,11 @@ class ClusterNode:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cluster lease: %s", exc)
+                failures += 1
+                if failures % 20 == 1:  # the first, then every twentieth while NATS stays away
+                    log.warning("cluster lease: %s (%d time(s))", exc, failures)
+            else:
+                failures = 0
             if self.role == "origin" and time.monotonic() - self._renewed_at > ttl:
                 self._end(f"could not renew the origin's lease for {ttl:g} s")
                 return
