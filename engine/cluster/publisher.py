@@ -47,13 +47,14 @@ class Publisher:
         self._reconciling = False
         self._fenced = False
         self._tell_scheduled = False
+        self._round = 0  # sends since the last reconciliation; replies name theirs
         self._prefix = ""
 
     async def start(self, acked_seq: int) -> None:
         """Publish from acked_seq + 1 on (everything up to acked_seq is in the stream already)."""
         self.sent_seq = self.acked_seq = acked_seq
         self._prefix = self.cluster.nc.new_inbox()
-        self._sub = await self.cluster.nc.subscribe(self._prefix + ".*", cb=self._on_reply)
+        self._sub = await self.cluster.nc.subscribe(self._prefix + ".*.*", cb=self._on_reply)
         self.log.add_commit_listener(self._on_commit)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
@@ -119,7 +120,8 @@ class Publisher:
                     seq = PREFIX.unpack_from(view, off)[7]
                     if seq != self.sent_seq + 1:
                         raise RuntimeError(f"log read gave seq {seq} after {self.sent_seq}")
-                    await publish(self.subject, bytes(view[off:off + length]), reply=f"{self._prefix}.{seq}",
+                    await publish(self.subject, bytes(view[off:off + length]),
+                                  reply=f"{self._prefix}.{self._round}.{seq}",
                                   headers={"Nats-Msg-Id": str(seq), "Nats-Expected-Last-Sequence": str(seq - 1)})
                     self.sent_seq = seq
                     off += length
@@ -129,7 +131,8 @@ class Publisher:
     # ---- acknowledgements ----
 
     async def _on_reply(self, msg: Any) -> None:
-        seq = int(msg.subject.rsplit(".", 1)[1])
+        _prefix, round_, seq_text = msg.subject.rsplit(".", 2)
+        seq = int(seq_text)
         if seq <= self.acked_seq or self._fenced:
             return
         try:
@@ -137,8 +140,10 @@ class Publisher:
         except ValueError:
             reply = {"error": {"description": "unreadable reply"}}
         if "error" not in reply and reply.get("seq") == seq:
-            self._acked(seq)
+            self._acked(seq)  # stored, whichever round sent it
             return
+        if int(round_) != self._round:
+            return  # an error for a send that a reconciliation has settled or sent again since
         self.publish_failures_total += 1
         log.warning("JetStream did not take seq %d: %s", seq, reply.get("error", reply))
         await self._reconcile()
@@ -187,6 +192,7 @@ class Publisher:
                 self._acked(seq)
                 seq += 1
             self.sent_seq = self.acked_seq  # publish the rest again; duplicates are dropped by Nats-Msg-Id
+            self._round += 1
             self._progress_at = time.monotonic()
         finally:
             self._reconciling = False
