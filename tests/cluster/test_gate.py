@@ -12,6 +12,8 @@ import pytest
 from engine.names import parse_resume_point
 from tests.e2e.sse_client import SSEReader, events
 
+from .test_replicas import put
+
 
 
 @pytest.mark.slow
