@@ -155,7 +155,8 @@ class ClusterNode:
             await self.applier.start()
             return
         self.gate.set_hold(self.settings.replication_ack == "cluster", last)
-        self.publisher = Publisher(self.cluster, self.app.log, self.gate.acked, self._end, ack_timeout=2.0)
+        self.publisher = Publisher(self.cluster, self.app.log, self.gate.acked, self._end,
+                                   term=str(self.lease.revision), ack_timeout=2.0)
         await self.publisher.start(last)
         self._renewed_at = time.monotonic()
         self.role = "origin"

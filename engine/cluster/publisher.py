@@ -1,9 +1,12 @@
 """The origin's publisher: every durable log record into the JetStream stream, in seq order, as its own bytes.
 
-Each record is published with `Nats-Msg-Id: <seq>` (JetStream drops a duplicate, so a resend is harmless) and
-`Nats-Expected-Last-Sequence: <seq - 1>` (JetStream refuses it unless the stream ends just before it). So the
+Each record is published with `Nats-Msg-Id: <seq>.<term>` (JetStream drops a duplicate, so a resend is harmless)
+and `Nats-Expected-Last-Sequence: <seq - 1>` (JetStream refuses it unless the stream ends just before it). So the
 stream's seq is homestream's seq, and a deposed origin cannot append: its next publish is refused and it steps
-down. Publishes are pipelined (up to `window` unacknowledged), acknowledged through one inbox subscription.
+down. The term is the lease revision this origin holds; every record after its first also carries
+`Nats-Expected-Last-Msg-Id: <seq - 1>.<term>`, because publishes are pipelined (up to `window` unacknowledged):
+if another origin's record took seq N, our N is refused, and so is our N + 1 (the stream's last message is not
+our N), which the expected sequence alone would have let in on top of theirs.
 
 Anything unexpected -- an error reply, a "no responders" status, no acknowledgement within `ack_timeout` --
 starts a reconciliation against the stream itself: every unacknowledged record the stream holds with the same
@@ -27,7 +30,7 @@ log = logging.getLogger("homestream.cluster")
 
 class Publisher:
     def __init__(self, cluster: Any, log_: Any, on_acked: Callable[[int], None], on_fenced: Callable[[str], None],
-                 *, window: int = 4096, ack_timeout: float = 5.0):
+                 *, term: str, window: int = 4096, ack_timeout: float = 5.0):
         self.cluster = cluster
         self.log = log_
         self.on_acked = on_acked
@@ -35,6 +38,8 @@ class Publisher:
         self.window = window
         self.ack_timeout = ack_timeout
         self.subject = cluster.names.subject
+        self.term = term
+        self._term_first = 1  # the first seq this origin publishes: the one without an expected last msg id
         self.sent_seq = 0
         self.acked_seq = 0
         self.acked_at = 0.0  # unix time of the newest acknowledged record's append (for lag)
@@ -53,6 +58,7 @@ class Publisher:
     async def start(self, acked_seq: int) -> None:
         """Publish from acked_seq + 1 on (everything up to acked_seq is in the stream already)."""
         self.sent_seq = self.acked_seq = acked_seq
+        self._term_first = acked_seq + 1
         self._prefix = self.cluster.nc.new_inbox()
         self._sub = await self.cluster.nc.subscribe(self._prefix + ".*.*", cb=self._on_reply)
         self.log.add_commit_listener(self._on_commit)
@@ -109,6 +115,7 @@ class Publisher:
     async def _send_more(self) -> None:
         durable = self.log.durable_seq
         publish = self.cluster.nc.publish
+        term, first = self.term, self._term_first
         while self.sent_seq < durable and self.unacked < self.window and not self._reconciling:
             upto = min(durable, self.acked_seq + self.window)
             if not self.unacked:
@@ -120,9 +127,11 @@ class Publisher:
                     seq = PREFIX.unpack_from(view, off)[7]
                     if seq != self.sent_seq + 1:
                         raise RuntimeError(f"log read gave seq {seq} after {self.sent_seq}")
+                    headers = {"Nats-Msg-Id": f"{seq}.{term}", "Nats-Expected-Last-Sequence": str(seq - 1)}
+                    if seq > first:
+                        headers["Nats-Expected-Last-Msg-Id"] = f"{seq - 1}.{term}"
                     await publish(self.subject, bytes(view[off:off + length]),
-                                  reply=f"{self._prefix}.{self._round}.{seq}",
-                                  headers={"Nats-Msg-Id": str(seq), "Nats-Expected-Last-Sequence": str(seq - 1)})
+                                  reply=f"{self._prefix}.{self._round}.{seq}", headers=headers)
                     self.sent_seq = seq
                     off += length
                     if self._reconciling:
