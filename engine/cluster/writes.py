@@ -11,7 +11,7 @@ from typing import Callable
 from ..http import router
 from ..http.message import Request, Response, error_response
 
-WRITE_HANDLERS = frozenset(("storage_put", "storage_delete", "storage_post", "seed_set"))
+WRITE_HANDLERS = frozenset(("storage_put", "storage_delete", "storage_post", "seed_set", "signup"))
 WRITE_METHODS = frozenset(("PUT", "DELETE", "POST"))
 
 

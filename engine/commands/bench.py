@@ -16,6 +16,7 @@ BENCHES = {
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
     "cluster": "engine.bench.cluster",
+    "policy": "engine.bench.policy",
 }
 
 

@@ -125,6 +125,7 @@ def test_only_writes_are_redirected_and_to_the_same_target_on_the_origin():
     assert is_write(request("DELETE", f"/{USER}/pub/a"))
     assert is_write(request("POST", f"/{USER}/pub/c/"))
     assert is_write(request("POST", "/set/x"))
+    assert is_write(request("POST", "/signup"))  # the origin keeps the user table that writes are checked against
     for method, target in (("GET", f"/{USER}/pub/a"), ("POST", "/get"), ("POST", "/bloom"),
                            ("POST", f"/sync/{USER}/pub/c/"), ("HEAD", f"/{USER}/pub/a"), ("GET", "/subscribe")):
         assert not is_write(request(method, target)), (method, target)
