@@ -16,6 +16,7 @@ from .admin import api as admin_api
 from .api import ops, signup, storage
 from .api.min_seq import HEADER as MIN_SEQ_HEADER, SeqWaiters
 from .api.read_cache import ReadCache
+from .api.writes import LocalWrites
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
@@ -59,6 +60,8 @@ class App:
         self.gate: Any = None
         self.write_guard: Callable[[Request], Response | None] | None = None
         self.seq_waiters = SeqWaiters(self, settings.min_seq_wait)  # requests with a Min-Seq header
+        self.writes: Any = LocalWrites(keyspace)  # where writes are applied (a worker forwards them to the writer)
+        self.fresh: Callable[[], None] | None = None  # a follower's catch-up, run before each request (workers)
         self._install_policy(settings, keyspace)
         if settings.read_cache_bytes > 0 and keyspace is not None:
             cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)

@@ -88,6 +88,9 @@ class Settings:
                                  "sessions together (bytes); the oldest sessions are dropped past it")
     history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
                                    "examines; past it the answer stops early, with a cursor to go on from")
+    # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
+    workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
+    workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -116,10 +119,15 @@ class Settings:
             raise ValueError(f"replication_ack must be cluster or local, not {self.replication_ack!r}")
         if self.min_seq_wait < 0 or self.lease_ttl <= 0 or self.stream_max_age < 0:
             raise ValueError("min_seq_wait and stream_max_age must not be negative, lease_ttl must be positive")
+        if self.cluster and self.workers != "1":
+            raise ValueError("--workers with --cluster is not built yet: a cluster node runs one process")
         if not 1 <= self.cluster_replicas <= 5:
             raise ValueError(f"cluster_replicas must be 1..5, not {self.cluster_replicas}")
         if not self.cluster_name.replace("-", "").replace("_", "").isalnum() or not self.cluster_name.isascii():
             raise ValueError(f"cluster_name may hold only letters, digits, '-' and '_', not {self.cluster_name!r}")
+        if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
+                                           and 1 <= int(self.workers) <= 1024):
+            raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
         if self.signup not in ("open", "token", "closed"):
             raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
         for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):

@@ -23,8 +23,11 @@ log = logging.getLogger("homestream.server")
 
 
 class Server:
-    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop):
+    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop, sock: Any = None):
         self.settings = settings
+        self.runs_retention = True  # False in a worker: the writer process owns retention
+        self.reuse_port = False  # a worker of serve --workers N with --workers-reuse-port: its own SO_REUSEPORT socket
+        self.sock = sock  # a listening socket to accept on (a worker of serve --workers N), else bind host:port
         self.app = app
         self.loop = loop
         self.connections: set[HttpConnection] = set()
@@ -82,9 +85,14 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
-        self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
-                                                      backlog=4096, reuse_address=True)
-        if s.retention_age or s.retention_bytes:
+        if self.sock is not None:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), sock=self.sock,
+                                                          backlog=4096)
+        else:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
+                                                          backlog=4096, reuse_address=True,
+                                                          reuse_port=self.reuse_port or None)
+        if (s.retention_age or s.retention_bytes) and self.runs_retention:
             self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
@@ -157,7 +165,13 @@ def build_app(settings: Settings) -> App:
                              max_value_bytes=settings.max_body_bytes)
     log_ = keyspace.log
     app = App(settings, log_, keyspace)
-    m = app.metrics
+    log_gauges(app.metrics, log_, keyspace)
+    _install_extensions(app)
+    return app
+
+
+def log_gauges(m: Any, log_: Any, keyspace: Any) -> None:
+    """The log's and key index's gauges (a worker registers them over its reader too)."""
     m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
     m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
     m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
@@ -175,8 +189,6 @@ def build_app(settings: Settings) -> App:
         m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
                 lambda name=name: getattr(log_.stats, name))
     m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
-    _install_extensions(app)
-    return app
 
 
 def _install_extensions(app: App) -> None:

@@ -32,7 +32,7 @@ from .events import SSE_HEADERS, stream_reader
 from .storage import parse_bool, parse_limit
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 MAX_STREAM_USERS = 50
 KIND_TEXT = {PUT: "PUT", 2: "DEL"}

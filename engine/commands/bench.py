@@ -17,6 +17,7 @@ BENCHES = {
     "sync": "engine.bench.sync",
     "cluster": "engine.bench.cluster",
     "policy": "engine.bench.policy",
+    "workers": "engine.bench.workers",
 }
 
 

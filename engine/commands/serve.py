@@ -14,6 +14,7 @@ examples:
   homestream serve --data /var/lib/homestream --host 0.0.0.0 --fsync always
   homestream serve --config homestream.toml         # any flag below as a TOML key
   HOMESTREAM_PORT=7000 homestream serve             # any flag as HOMESTREAM_<NAME>
+  homestream serve --workers auto                   # one writer + a worker process per usable core
 """
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(settings.log_level)
     from ..errors import StorageError
-    from ..server import run as run_server
+    from ..workers.supervisor import run as run_server  # --workers 1: the one-process server, unchanged
 
     try:
         return run_server(settings)

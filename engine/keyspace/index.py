@@ -249,29 +249,16 @@ class Keyspace:
         """Append a PUT and point the key at it: (record, created)."""
         if path.endswith("/"):
             raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
-        user_b, path_b = self._key(user, path)
-        d = self._users.get(user_b)
-        old_loc = d.get(path_b) if d is not None else None
-        live = self._live_bytes.get(user_b)
         guard = self.put_guard
-        if guard is not None or live is not None:
+        if guard is not None:
+            user_b, path_b = self._key(user, path)
+            d = self._users.get(user_b)
+            old_loc = d.get(path_b) if d is not None else None
             old_size = self.log.header_at(old_loc)[5] if old_loc is not None else 0
-            if guard is not None:
-                if live is None:
-                    live = self._user_bytes(user_b)
-                guard(user, live, old_size, len(value))
+            guard(user, self._user_bytes(user_b), old_size, len(value))
         digest = content_digest(value)
         rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
-        if live is not None:
-            self._live_bytes[user_b] = live - old_size + len(value)
-        if d is None:
-            d = self._users[user_b] = {}
-        created = old_loc is None
-        d[path_b] = rec.loc
-        if created:
-            sp = self._sorted.get(user_b)
-            if sp is not None:
-                insort(sp, path_b)
+        created = self._point(user, path, rec)
         for fn in self._listeners:
             fn(PUT, user, path, rec)
         return rec, created
@@ -283,6 +270,54 @@ class Keyspace:
         if d is None or path_b not in d:
             return None
         rec = self.log.append(DEL, user, path, ts=ts)
+        self._unpoint(user_b, path_b)
+        for fn in self._listeners:
+            fn(DEL, user, path, rec)
+        return rec
+
+    def apply(self, rec: Record) -> None:
+        """Point the index at a record appended elsewhere (a follower: engine/follower/), exactly as put and
+        delete do after their own append, listeners included. Records must come in seq order, each once."""
+        if rec.kind == PUT:
+            self._point(rec.user, rec.path, rec)
+        else:
+            user_b, path_b = self._key(rec.user, rec.path)
+            if not self._unpoint(user_b, path_b):
+                return
+        for fn in self._listeners:
+            fn(rec.kind, rec.user, rec.path, rec)
+
+    def rebuild(self, load: Callable[[Callable], None]) -> None:
+        """Forget the index and refill it from load(visitor) (a follower re-reading the log after the writer's
+        retention moved records). Listeners are not called: what they keep is derived from the same records."""
+        self._users.clear()
+        self._sorted.clear()
+        self._live_bytes.clear()
+        load(self._visit)
+        self._drop_empty()
+
+    def _point(self, user: str, path: str, rec: Record) -> bool:
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        if d is None:
+            d = self._users[user_b] = {}
+        old_loc = d.get(path_b)
+        created = old_loc is None
+        live = self._live_bytes.get(user_b)
+        if live is not None:
+            old_size = self.log.header_at(old_loc)[5] if old_loc is not None else 0
+            self._live_bytes[user_b] = live - old_size + len(rec.value)
+        d[path_b] = rec.loc
+        if created:
+            sp = self._sorted.get(user_b)
+            if sp is not None:
+                insort(sp, path_b)
+        return created
+
+    def _unpoint(self, user_b: bytes, path_b: bytes) -> bool:
+        d = self._users.get(user_b)
+        if d is None or path_b not in d:
+            return False
         live = self._live_bytes.get(user_b)
         if live is not None:
             self._live_bytes[user_b] = live - self.log.header_at(d[path_b])[5]
@@ -296,9 +331,7 @@ class Keyspace:
             del self._users[user_b]
             self._sorted.pop(user_b, None)
             self._live_bytes.pop(user_b, None)
-        for fn in self._listeners:
-            fn(DEL, user, path, rec)
-        return rec
+        return True
 
     def apply(self, rec: Record) -> None:
         """Index a record the log already holds that no put/delete made here (a cluster replica appends the

@@ -34,11 +34,7 @@ import struct
 from typing import Iterator
 
 from engine.native.hashing import crc32c
-
-PUT = 1
-DEL = 2
-KINDS = (PUT, DEL)
-KIND_NAMES = {PUT: "PUT", DEL: "DEL"}
+from engine.kinds import DEL, KIND_NAMES, KINDS, PUT  # noqa: F401  (re-exported: the record's kinds)
 
 MAGIC = 0xB1
 HEADER = struct.Struct("<IIBBHHHQQI52s32s")
