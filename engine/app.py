@@ -52,6 +52,12 @@ class App:
             "admin": admin_api.admin,
         }
         self.hub: Any = None
+        self.route = router.route  # (method, path) -> Route; a relay serves another set of endpoints
+        # services started after the listener and stopped first at shutdown (start(loop), async stop()):
+        # the relay's upstream followers
+        self.services: list[Any] = []
+        self.apply_retention: Callable[..., dict] | None = (
+            keyspace.apply_retention if keyspace is not None else None)
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
@@ -151,7 +157,7 @@ class App:
         try:
             if target_error is not None:
                 raise target_error
-            route = router.route(request.method, request.path)
+            route = self.route(request.method, request.path)
             handler = self.handlers.get(route.handler)
             if handler is None:
                 return error_response(501, "not_implemented", f"{route.handler} is not available in this build")

@@ -16,8 +16,11 @@ BENCHES = {
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
     "cluster": "engine.bench.cluster",
+    "retention": "engine.bench.retention",
+    "restart": "engine.bench.restart",
     "policy": "engine.bench.policy",
     "workers": "engine.bench.workers",
+    "relay": "engine.bench.relay",
 }
 
 

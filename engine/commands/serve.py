@@ -20,8 +20,15 @@ examples:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
+    add_settings_flags(parser, skip=Settings.relay_only())
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """`--config` and one flag per Settings field (but those in `skip`)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file with settings (flags and env override it)")
     for name, default, doc in Settings.describe():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=doc)
@@ -40,7 +47,7 @@ def setup_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name, _, _ in Settings.describe()}
+    overrides = {name: getattr(args, name, None) for name, _, _ in Settings.describe()}
     try:
         settings = Settings.load(args.config, overrides=overrides)
     except (OSError, ValueError) as exc:

@@ -25,6 +25,8 @@ from engine.log.record import DEL, PUT, Record
 from engine.log.store import Log, _fast_path_bytes
 from engine.names import content_digest, encode_content_hash, is_item_name
 
+from . import checkpoint as _checkpoint
+
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -64,15 +66,20 @@ class Keyspace:
         self._live_bytes: dict[bytes, int] = {}  # per user, once asked (live_bytes); kept current by put/delete
         self.put_guard: Callable[[str, int, int, int], None] | None = None  # (user, live, old, new): may raise
         self._owns_log = False
+        self.checkpoint_used = False
         self.log = log
         if log is not None:
             log.scan(self._visit)
             self._drop_empty()
 
     @classmethod
-    def open(cls, directory: str, **log_kwargs) -> "Keyspace":
+    def open(cls, directory: str, *, use_checkpoint: bool = True, **log_kwargs) -> "Keyspace":
+        """With `use_checkpoint`, a valid checkpoint.bin (engine/keyspace/checkpoint.py) gives the index up to
+        its seq and only the records after it are scanned; an invalid one is ignored with a log line."""
         ks = cls()
-        ks.log = Log.open(directory, visitor=ks._visit, **log_kwargs)
+        trusted = _checkpoint.load(directory, ks._users) if use_checkpoint else None
+        ks.log = Log.open(directory, visitor=ks._visit, trusted=trusted, **log_kwargs)
+        ks.checkpoint_used = trusted is not None and trusted.used
         ks._owns_log = True
         ks._drop_empty()
         return ks
@@ -377,10 +384,29 @@ class Keyspace:
             if d.get(path_b) == rec.loc:
                 d[path_b] = new_loc
 
+    def live_raw(self, user_b: bytes, path_b: bytes, loc: int) -> bool:
+        """Is the PUT at `loc` (of this user and path) the key's current record? Safe from a worker thread."""
+        d = self._users.get(user_b)
+        return d is not None and d.get(path_b) == loc
+
+    def move_raw(self, user_b: bytes, path_b: bytes, old: int, new: int) -> None:
+        """Point the key at `new` if it still points at `old` (a write made meanwhile wins). Owner thread only."""
+        d = self._users.get(user_b)
+        if d is not None and d.get(path_b) == old:
+            d[path_b] = new
+
     def apply_retention(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None) -> dict:
-        """Log retention keeping the current value of every live key (see Log.apply_retention)."""
-        return self.log.apply_retention(max_age_seconds, max_bytes, is_live=self.is_live, on_move=self._moved,
-                                        now=now)
+        """Log retention keeping the current value of every live key (see Log.apply_retention), inline."""
+        return self.retention_pass(max_age_seconds, max_bytes, now=now).run_sync()
+
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None):
+        """The same as a RetentionPass whose `await run()` keeps the loop free (engine/log/compaction.py)."""
+        return self.log.retention_pass(max_age_seconds, max_bytes, live_raw=self.live_raw, move_raw=self.move_raw,
+                                       now=now)
+
+    def checkpoint_writer(self) -> "_checkpoint.CheckpointWriter":
+        """A writer of checkpoint.bin for this index: `await w.run()` on the loop, or w.run_sync()."""
+        return _checkpoint.CheckpointWriter(self)
 
     def close(self) -> None:
         """Close the log if this keyspace opened it (Keyspace.open); idempotent."""

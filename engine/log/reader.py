@@ -46,8 +46,7 @@ class ReadSegment:
     """One segment file mapped read-only; the attributes Log's read methods use (see Segment)."""
 
     def __init__(self, path: str, first_seq: int, interval: int):
-        self.id = Segment._next_id  # one counter for both kinds: ids are never reused in a process
-        Segment._next_id += 1
+        self.id = Segment._ids.take()  # one counter for both kinds: ids are never reused in a process
         self.loc_base = self.id << LOC_SHIFT
         self.path = path
         self.first_seq = first_seq

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, event_frame, gap_frame, retry_frame
+from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, gap_frame, retry_frame
 from ..names import Pattern, encode_seq, is_public
 from ..native.sse import Replayer, ReplayFilter
 from . import history
@@ -116,8 +116,9 @@ class Subscription:
         self.id = -1
         self.patterns = patterns
         self.reader = reader
-        self.matches = matches or make_matcher(patterns, reader)
-        self.native = native_filter(patterns, reader, inline=inline, limit=limit, encoder=encoder, matches=matches)
+        self.matches = matches or hub.make_matcher(patterns, reader)
+        self.native = native_filter(patterns, reader, inline=inline, limit=limit, encoder=encoder,
+                                    matches=matches) if hub.native_replay else None
         self.queue: list[bytes] = []
         self.mode = LIVE
         self.pos = 0  # CATCHUP: last seq examined
@@ -247,7 +248,7 @@ class Subscription:
         append = out.append
         size = 0
         matches = self.matches
-        encode = self.encoder or event_frame
+        encode = self.encoder or hub.encode
         start = self.pos
         pos = start
         last = None
@@ -301,7 +302,7 @@ class Subscription:
         limited = self.limit_left > 0
         max_hits = min(self.limit_left, 4096) if limited else 4096
         page = history.scan(hub.log, start + 1, target, self.scan, budget=CATCHUP_SCAN_RECORDS, max_hits=max_hits)
-        encode = self.encoder or event_frame
+        encode = self.encoder or hub.encode
         out: list[bytes] = []
         size = 0
         last = None

@@ -49,8 +49,9 @@ def free_port() -> int:
 class ThreadServer:
     """The real server (same code as `homestream serve`) on a uvloop in a daemon thread."""
 
-    def __init__(self, data: Path, **overrides):
+    def __init__(self, data: Path, build=None, **overrides):
         self.settings = Settings.load(env={}, overrides={"data": str(data), "port": free_port(), **overrides})
+        self.build = build  # what assembles the app: engine.server.build_app, or e.g. the relay's build_relay
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server = None
         self.app = None
@@ -73,7 +74,7 @@ class ThreadServer:
         async def main() -> None:
             self._stop = asyncio.Event()
             self.loop = asyncio.get_running_loop()
-            self.app = build_app(self.settings)
+            self.app = (self.build or build_app)(self.settings)
             self.server = Server(self.settings, self.app, self.loop)
             await self.server.start()
             self._ready.set()
@@ -111,12 +112,13 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """`homestream serve` in a subprocess, stopped with SIGTERM (or killed) by its pid."""
+    """`homestream serve` (or `command`, e.g. "relay") in a subprocess, stopped with SIGTERM (or killed) by its pid."""
 
-    def __init__(self, data: Path, port: int | None = None, extra: list[str] | None = None):
+    def __init__(self, data: Path, port: int | None = None, extra: list[str] | None = None, command: str = "serve"):
         self.data = data
         self.port = port or free_port()
         self.extra = extra or []
+        self.command = command
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -124,7 +126,7 @@ class ProcessServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> "ProcessServer":
-        cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", str(self.data), "--port", str(self.port),
+        cmd = [sys.executable, "-m", "engine.cli", self.command, "--data", str(self.data), "--port", str(self.port),
                *self.extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
