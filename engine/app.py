@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .admin import api as admin_api
 from .api import ops, signup, storage
+from .api.min_seq import HEADER as MIN_SEQ_HEADER, SeqWaiters
 from .api.read_cache import ReadCache
 from .api.writes import LocalWrites
 from .config import Settings
@@ -60,6 +61,11 @@ class App:
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        # cluster (engine/cluster): the seq released to clients and subscribers when it is not the log's own
+        # durable seq (a cluster origin waits for JetStream too), and the guard that sends writes to the origin
+        self.gate: Any = None
+        self.write_guard: Callable[[Request], Response | None] | None = None
+        self.seq_waiters = SeqWaiters(self, settings.min_seq_wait)  # requests with a Min-Seq header
         self.writes: Any = LocalWrites(keyspace)  # where writes are applied (a worker forwards them to the writer)
         self.fresh: Callable[[], None] | None = None  # a follower's catch-up, run before each request (workers)
         self._install_policy(settings, keyspace)
@@ -98,7 +104,10 @@ class App:
         self.handlers.update(handlers)
 
     def durable_seq(self) -> int:
-        return self.log.durable_seq
+        """The newest seq a response or an event may depend on: durable here (and, on a cluster origin with
+        --replication-ack cluster, taken by JetStream)."""
+        gate = self.gate
+        return self.log.durable_seq if gate is None else gate.released_seq
 
     def cors(self, request: Request) -> list[tuple[bytes, bytes]]:
         return cors_headers(request.headers.get(b"origin"), self._origins)
@@ -113,11 +122,28 @@ class App:
     def handle(self, request: Request, target_error: ClientError | None = None) -> "Response | StreamResponse | Any":
         """The response, or a Deferred (engine/http/offload.py) when the request's signature is being checked
         beside the loop; the Deferred then delivers the response of `_dispatch`."""
+        if target_error is None and (self.write_guard is not None or MIN_SEQ_HEADER in request.headers):
+            try:
+                early = self._cluster_checks(request)
+            except ClientError as exc:
+                return from_client_error(exc)
+            if early is not None:
+                return early
         if target_error is None and self.offload is not None:
             deferred = self.offload.submit(request)
             if deferred is not None:
                 return deferred
         return self._dispatch(request, target_error)
+
+    def _cluster_checks(self, request: Request) -> "Response | Any | None":
+        """A write on a cluster replica goes to the origin (write_guard); a Min-Seq read may have to wait."""
+        if self.write_guard is not None:
+            response = self.write_guard(request)
+            if response is not None:
+                return response
+        if MIN_SEQ_HEADER in request.headers:
+            return self.seq_waiters.check(request)
+        return None
 
     def _dispatch(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
         response = self._run(request, target_error)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "signup": ("engine.commands.signup", "sign up on a server that takes signed-up users (with a token)"),
     "admin": ("engine.commands.admin", "the admin API: token, revoke, users, disable, enable, delete-user"),
     "repair": ("engine.commands.repair", "move damaged log files aside, keep every valid record"),
+    "cluster": ("engine.commands.cluster", "show a cluster's nodes, roles, applied seqs and lag"),
     "backup": ("engine.commands.backup", "copy the log (up to its durable seq) into a new directory"),
 }
 

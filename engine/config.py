@@ -62,6 +62,16 @@ class Settings:
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
+    # cluster (docs/CLUSTER.md): the log replicated through NATS JetStream
+    cluster: list = _f([], "NATS server URLs of the cluster to join; empty runs a standalone node")
+    node: str = _f("", "this node's name in the cluster (unique); default: the host name and port")
+    advertise_url: str = _f("", "the URL other nodes and clients reach this node at; default http://host:port")
+    replication_ack: str = _f("cluster", "cluster: acknowledge a write once JetStream has it; local: once on disk here")
+    min_seq_wait: float = _f(2.0, "longest a request with a Min-Seq header waits for that seq to be applied (s)")
+    cluster_name: str = _f("homestream", "name of the JetStream stream and key-value buckets of this cluster")
+    cluster_replicas: int = _f(3, "copies JetStream keeps of the stream and the lease (NATS servers, 1..5)")
+    lease_ttl: float = _f(5.0, "the origin's lease lapses this long after its last renewal; then a replica takes over (s)")
+    stream_max_age: float = _f(0.0, "JetStream drops stream records older than this (s); 0 keeps them all")
     # ---- a public server (SPEC 5.2): signups, quotas, rate limits, admin API (engine/policy, engine/admin) ----
     signup: str = _f("open", "who may write: open (anyone signed), token (after POST /signup?token=), closed")
     user_quota_bytes: int = _f(0, "most live bytes (sum of current value sizes) per user; past it 507; 0 is off")
@@ -117,6 +127,16 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.replication_ack not in ("cluster", "local"):
+            raise ValueError(f"replication_ack must be cluster or local, not {self.replication_ack!r}")
+        if self.min_seq_wait < 0 or self.lease_ttl <= 0 or self.stream_max_age < 0:
+            raise ValueError("min_seq_wait and stream_max_age must not be negative, lease_ttl must be positive")
+        if self.cluster and self.workers != "1":
+            raise ValueError("--workers with --cluster is not built yet: a cluster node runs one process")
+        if not 1 <= self.cluster_replicas <= 5:
+            raise ValueError(f"cluster_replicas must be 1..5, not {self.cluster_replicas}")
+        if not self.cluster_name.replace("-", "").replace("_", "").isalnum() or not self.cluster_name.isascii():
+            raise ValueError(f"cluster_name may hold only letters, digits, '-' and '_', not {self.cluster_name!r}")
         if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
                                            and 1 <= int(self.workers) <= 1024):
             raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")

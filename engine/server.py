@@ -38,7 +38,9 @@ class Server:
         from .maintenance import Maintenance
 
         self.maintenance = Maintenance(app, settings, loop)  # retention, checkpoints, backups (off the loop)
-        app.log.add_commit_listener(self._on_commit)
+        # commits reach the server from the log, or through a cluster origin's gate (engine/cluster/gate.py),
+        # which holds them until JetStream has them
+        (app.gate if app.gate is not None else app.log).add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
         m.gauge("homestream_connections", "open TCP connections", lambda: len(self.connections))
@@ -72,12 +74,14 @@ class Server:
         self.waiting.add(conn)
 
     def _on_commit(self, records: list[Any]) -> None:
-        durable = self.app.log.durable_seq
+        durable = self.app.durable_seq()
         if self.waiting:
             done = [conn for conn in self.waiting if conn.on_commit(durable)]
             self.waiting.difference_update(done)
         if self.app.hub is not None and records:
             self.app.hub.publish(records)
+        if self.app.seq_waiters:
+            self.app.seq_waiters.release(durable)
 
     # ---- lifecycle ----
 
@@ -246,4 +250,8 @@ async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int
 def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
+    if settings.cluster:
+        from .cluster.run import serve_clustered
+
+        return uvloop.run(serve_clustered(settings))
     return uvloop.run(serve(settings, build=build))

@@ -15,7 +15,11 @@ def preflight(app: "App", request: Request, param: str) -> Response:
 
 
 def healthz(app: "App", request: Request, param: str) -> Response:
-    return json_response(200, {"status": "ok", "last_seq": app.log.last_seq, "durable_seq": app.log.durable_seq})
+    body = {"status": "ok", "last_seq": app.log.last_seq, "durable_seq": app.log.durable_seq}
+    cluster = app.extensions.get("cluster")
+    if cluster is not None:
+        body.update(cluster.health())  # role, applied_seq, lag (SPEC 5.3)
+    return json_response(200, body)
 
 
 def metrics(app: "App", request: Request, param: str) -> Response:

@@ -68,7 +68,8 @@ class ReadCache:
     @staticmethod
     def plain(headers: dict[bytes, bytes]) -> bool:
         """True if a GET with these headers is answered from its target alone (see the module invariants)."""
-        return b"authorization" not in headers and b"if-none-match" not in headers and b"origin" not in headers
+        return (b"authorization" not in headers and b"if-none-match" not in headers and b"origin" not in headers
+                and b"min-seq" not in headers)  # a Min-Seq read may have to wait (engine/api/min_seq.py)
 
     def lookup(self, target: bytes) -> bytes | None:
         """The framed answer to a plain GET of `target`, if one is held and still current."""

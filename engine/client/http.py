@@ -35,6 +35,7 @@ DEFAULT_URL = "http://127.0.0.1:6286"
 URL_ENV = "HOMESTREAM_URL"
 REPLAY_WINDOW = 300  # seconds, SPEC 2: a write signature is remembered this long
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+MAX_REDIRECTS = 3  # 307/308 hops a request follows (a cluster replica to its origin is one)
 WRITE_METHODS = frozenset({"PUT", "DELETE", "POST"})
 
 
@@ -185,6 +186,15 @@ class _Requests:
         # private paths and only with the owner's key, the one signature that can open them
         if self.signer is not None and needed and self.signer.user == user:
             headers["Authorization"] = self.signer.authorization(method, refs.signed_path(user, path), body)
+
+    @staticmethod
+    def moved(resp: httpx.Response) -> str | None:
+        """Where a 307/308 sends the same request again (a cluster replica sends writes to its origin, SPEC 5.3):
+        the same method, body and signature, since the signature covers the path, not the host."""
+        if resp.status_code not in (307, 308):
+            return None
+        location = resp.headers.get("location", "")
+        return location if location.startswith(("http://", "https://")) else None
 
     def replayed(self, req: _Request, resp: httpx.Response) -> bool:
         """A write refused as a replay: the same write was signed in the same second by another process (or
@@ -338,12 +348,17 @@ class Client:
         return self._r.resolve(ref, directory)
 
     def _send(self, req: _Request) -> httpx.Response:
-        for _ in range(3):
+        url, params = self._r.base + req.target, req.params
+        for _ in range(3 + MAX_REDIRECTS):
             try:
-                resp = self.http.request(req.method, self._r.base + req.target, params=req.params,
-                                         headers=req.headers, content=req.body or None)
+                resp = self.http.request(req.method, url, params=params, headers=req.headers,
+                                         content=req.body or None)
             except httpx.HTTPError as exc:
                 raise _transport_error(self._r.base, exc) from exc
+            moved = self._r.moved(resp)
+            if moved is not None:
+                url, params = moved, None
+                continue
             if not self._r.replayed(req, resp):
                 break
         return resp
@@ -430,12 +445,17 @@ class AsyncClient:
         return self._r.resolve(ref, directory)
 
     async def _send(self, req: _Request) -> httpx.Response:
-        for _ in range(3):
+        url, params = self._r.base + req.target, req.params
+        for _ in range(3 + MAX_REDIRECTS):
             try:
-                resp = await self.http.request(req.method, self._r.base + req.target, params=req.params,
-                                               headers=req.headers, content=req.body or None)
+                resp = await self.http.request(req.method, url, params=params, headers=req.headers,
+                                               content=req.body or None)
             except httpx.HTTPError as exc:
                 raise _transport_error(self._r.base, exc) from exc
+            moved = self._r.moved(resp)
+            if moved is not None:
+                url, params = moved, None
+                continue
             if not self._r.replayed(req, resp):
                 break
         return resp

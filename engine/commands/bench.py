@@ -18,6 +18,7 @@ BENCHES = {
     "http": "engine.bench.http",
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
+    "cluster": "engine.bench.cluster",
     "retention": "engine.bench.retention",
     "restart": "engine.bench.restart",
     "policy": "engine.bench.policy",

@@ -30,12 +30,14 @@ _FIXED: dict[str, dict[str, str]] = {
     "/events-stream": {"GET": "pubky_events_stream"},
     "/get": {"GET": "seed_get", "POST": "seed_get"},
     "/bloom": {"GET": "seed_bloom", "POST": "seed_bloom"},
+    "/cluster/snapshot": {"GET": "cluster_snapshot"},  # a cluster node's log for a new replica (engine/cluster)
     "/signup": {"POST": "signup"},
 }
 
 _PREFIXED: list[tuple[str, dict[str, str]]] = [
     ("/set/", {"POST": "seed_set"}),
     ("/sync/", {"POST": "sync"}),
+    ("/cluster/segment/", {"GET": "cluster_segment"}),
 ]
 
 ADMIN_PREFIX = "/admin/"

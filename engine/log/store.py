@@ -3,7 +3,8 @@
 #
 # Invariants:
 # - seq is last_seq + 1 for every append, starts at 1 and is never reused, even across restarts and retention
-#   (meta.json keeps the next seq and the first retained seq; segment names and records override it);
+#   (meta.json keeps the next seq and the first retained seq; segment names and records override it) -- except
+#   by `truncate_after`, which a cluster node uses to give up records the cluster never took (engine/cluster);
 # - a record is written whole into the map, CRC last, on the caller's thread; it becomes durable when a commit
 #   (fdatasync on the committer thread, or flush()) covers it; `durable_seq` only grows;
 # - commit listeners see every durable record exactly once, in seq order, on the loop thread (or the appending
@@ -56,6 +57,7 @@ from .record import (
     DEL, GAP, HEADER, HEADER_SIZE, MAGIC, MAGIC_V2, MAX_EXT_LEN, PREFIX, PUT, Record, U32, crc32c, decode_records,
     framing_ok,
 )
+from .record import check as _check_record, decode_at as _decode_at
 from .segment import Segment
 
 __all__ = ["Log", "LogStats", "decode_records", "LOC_SHIFT", "loc_offset", "loc_segment"]
@@ -632,6 +634,126 @@ class Log:
         if self._undelivered and self._loop is None:
             self._deliver()
         return rec
+
+    # ---- followers (engine/cluster): records framed elsewhere, and dropping a divergent tail ----
+
+    def append_framed(self, data) -> Record:
+        """Append one record framed by another log (a replica applying the origin's stream): the same bytes, so
+        the same seq, ts and CRC. It must be whole, pass its CRC, and carry seq == last_seq + 1 (BadRecord or
+        ValueError otherwise, the log unchanged). WARNING: the bookkeeping after the copy mirrors `append`'s."""
+        if self._closed:
+            raise LogClosed("the log is closed")
+        if self._failed is not None:
+            raise StorageError(f"the log failed: {self._failed}")
+        length = _check_record(data, 0, len(data))
+        if length != len(data):
+            raise ValueError(f"{len(data) - length} bytes after the record")
+        seq = PREFIX.unpack_from(data, 0)[7]
+        if seq != self._next_seq:
+            raise ValueError(f"record seq {seq} where {self._next_seq} was expected")
+        seg = self._active
+        off = seg.used
+        if off + length > seg.capacity:
+            seg = self._roll(length)
+            off = seg.used
+        end = off + length
+        seg.mm[off:end] = data
+        rec = _decode_at(seg.mv, off, verify=False)[0]
+        rec.loc = seg.loc_base | off
+        seg.used = end
+        seg.count += 1
+        seg.last_seq = seq
+        seg.last_ts = rec.ts
+        seg.index.note(seq, off)
+        self._next_seq = seq + 1
+        self._written = (seq, seg, end)
+        if self._listeners:
+            self._unnotified.append(rec)
+        if self._never:
+            self.durable_seq = seq
+            if self._listeners or self._waiters:
+                self._after_commit()
+        elif self._idle:
+            self._kick()
+        if self._undelivered and self._loop is None:
+            self._deliver()
+        return rec
+
+    def truncate_after(self, seq: int) -> int:
+        """Drop every record after `seq` (a deposed cluster origin's records the cluster never took) and return
+        how many. Only on a log opened for it: no listener, no reader, no key index built over it (reopen those).
+        Crash-safe in this order: meta.json first (its next_seq may then be below the records, which recovery
+        reads as they are), then whole segments, then the tail of the last one kept."""
+        if self._closed:
+            raise LogClosed("the log is closed")
+        last = self.last_seq
+        if seq >= last:
+            return 0
+        if seq < self._first_seq - 1:
+            raise ValueError(f"cannot truncate to seq {seq}: history starts at {self._first_seq}")
+        self.flush()
+        _seg.write_meta(self.directory, {"first_seq": min(self._first_seq, seq + 1), "next_seq": seq + 1})
+        kept = [sg for sg in self._segments if sg.first_seq <= seq] or self._segments[:1]
+        # highwater.json must name the newest segment kept (else the next open finds "the newest lost"), and its
+        # bound may come down: these seqs are given up on purpose, for the stream's records at the same seqs
+        hw = dict(self._hw, segment=kept[-1].first_seq,
+                  bound=_recovery.seq_bound(kept[-1].first_seq, max(self.segment_bytes, kept[-1].capacity)))
+        _seg.write_highwater(self.directory, hw)
+        self._hw, self._hw_key = hw, None
+        while len(self._segments) > 1 and self._segments[-1].first_seq > seq:
+            gone = self._segments.pop()
+            self._by_id.pop(gone.id, None)
+            gone.retire(unlink=True)
+        _seg.fsync_dir(self.directory)
+        seg = self._segments[-1]
+        off = self._offset_of(seg, seq + 1, seg.used) if seg.first_seq <= seq else 0
+        if seg.sealed:
+            seg.grow(max(self.segment_bytes, seg.used))
+            seg.sealed = False
+        seg.zero(off, seg.used)
+        seg.sync()
+        seg.count -= seg.last_seq - max(seq, seg.first_seq - 1)
+        seg.used = off
+        seg.last_seq = max(seq, seg.first_seq - 1)
+        seg.last_ts = PREFIX.unpack_from(seg.mv, self._offset_of(seg, seq, off))[8] if seg.count else 0
+        keep = [i for i, o in enumerate(seg.index.offsets) if o < off]
+        seqs, offsets = seg.index.seqs[:len(keep)], seg.index.offsets[:len(keep)]
+        seg.index.clear()
+        seg.index.seqs.extend(seqs)
+        seg.index.offsets.extend(offsets)
+        self._to_seal.clear()
+        self._active = seg
+        self._next_seq = seq + 1
+        self._first_seq = min(self._first_seq, seq + 1)
+        self._written = (seq, seg, off)
+        self._synced_seq = seq
+        self.durable_seq = seq
+        self._unnotified.clear()
+        logger.warning("log truncated after seq %d: dropped %d record(s)", seq, last - seq)
+        return last - seq
+
+    def snapshot_files(self, upto: int) -> list[tuple[str, int]]:
+        """(file name, bytes) of the segments holding every record up to `upto` (at most durable_seq): sealed
+        ones whole, the one holding `upto` to the end of its record. With meta.json saying next_seq = upto + 1,
+        copies of these prefixes are a log another node can open (a cluster replica's bootstrap)."""
+        upto = min(upto, self.durable_seq)
+        out = []
+        for seg in self._segments:
+            if seg.first_seq > upto or not seg.count:
+                break
+            end = seg.used if seg.last_seq <= upto else self._offset_of(seg, upto + 1, seg.used)
+            out.append((seg.path.rsplit("/", 1)[-1], end))
+        return out
+
+    def snapshot_bytes(self, name: str, length: int) -> memoryview:
+        """The first `length` bytes of the segment file `name` (from its map); KeyError if no such segment now,
+        ValueError if it holds fewer bytes (retention rewrote it since the list was made)."""
+        for seg in self._segments:
+            if seg.path.rsplit("/", 1)[-1] == name:
+                if length > seg.used:
+                    raise ValueError(f"segment {name} holds {seg.used} bytes, not {length}")
+                return seg.mv[:length]
+        raise KeyError(name)
 
     def _roll(self, length: int) -> Segment:
         """Start a new active segment for a record of `length` bytes (LogFull leaves the log as it was)."""

@@ -1,0 +1,1 @@
+"""Cluster: the log replicated through NATS JetStream (docs/CLUSTER.md)."""
