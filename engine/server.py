@@ -250,8 +250,4 @@ async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int
 def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
-    if settings.cluster:
-        from .cluster.run import serve_clustered
-
-        return uvloop.run(serve_clustered(settings))
     return uvloop.run(serve(settings, build=build))

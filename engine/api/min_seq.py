@@ -14,15 +14,12 @@ import asyncio
 import heapq
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import BadRequest, InvalidName
 from ..http.message import Request, Response, error_response
 from ..http.offload import Deferred
 from ..names import parse_resume_point
-
-if TYPE_CHECKING:
-    from ..app import App
 
 HEADER = b"min-seq"
 
@@ -45,7 +42,7 @@ def unavailable(seq: int, applied: int, wait: float) -> Response:
 class SeqWaiters:
     """Requests held until the node's released seq reaches their Min-Seq."""
 
-    def __init__(self, app: "App", max_wait: float):
+    def __init__(self, app: Any, max_wait: float):  # the App (engine/app.py), which imports this module
         self.app = app
         self.max_wait = max_wait
         self._heap: list[tuple[int, int, Deferred, Any]] = []

@@ -275,6 +275,12 @@ def worker_count(text: str) -> int:
 
 
 def run(settings: Settings) -> int:
+    if settings.cluster:  # a cluster node is one process (--workers with --cluster is refused at start)
+        import uvloop
+
+        from ..cluster.run import serve_clustered
+
+        return uvloop.run(serve_clustered(settings))
     n = worker_count(settings.workers)
     if n <= 1:
         from ..server import run as run_server
