@@ -29,6 +29,8 @@ class Server:
         self.connections: set[HttpConnection] = set()
         self.waiting: set[HttpConnection] = set()
         self.listener: asyncio.AbstractServer | None = None
+        self.body_bytes = 0  # request-body bytes reserved by connections (reserve_body), at most body_budget_bytes
+        self.timer_step = min(settings.header_timeout, settings.idle_timeout)  # see HttpConnection._schedule
         self.stopping = False
         self._stopped = asyncio.Event()
         self._retention: asyncio.TimerHandle | None = None
@@ -36,6 +38,8 @@ class Server:
         app.log.bind_loop(loop)
         m = app.metrics
         m.gauge("homestream_connections", "open TCP connections", lambda: len(self.connections))
+        m.gauge("homestream_body_bytes_in_flight", "request-body bytes reserved against body_budget_bytes",
+                lambda: self.body_bytes)
         if settings.verify_threads > 0:
             app.offload = _start_offload(app, loop, settings.verify_threads)
         if app.offload is not None:
@@ -61,6 +65,16 @@ class Server:
         self.waiting.discard(conn)
         if self.stopping and not self.connections:
             self._stopped.set()
+
+    def reserve_body(self, size: int) -> bool:
+        """Take `size` bytes of the request-body budget; False (nothing taken) when that would pass it."""
+        if self.body_bytes + size > self.settings.body_budget_bytes:
+            return False
+        self.body_bytes += size
+        return True
+
+    def release_body(self, size: int) -> None:
+        self.body_bytes -= size
 
     def wait_for_commit(self, conn: HttpConnection) -> None:
         self.waiting.add(conn)

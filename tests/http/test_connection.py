@@ -21,15 +21,45 @@ VALUE = b"hello, pipelined world"
 
 
 class FakeTransport:
-    def __init__(self):
+    """Everything written lands in `out` at once (a peer that reads all), unless `stuck`: then it stays buffered,
+    with pause_writing / resume_writing called as a real transport does around its high-water mark."""
+
+    HIGH = 64 * 1024
+
+    def __init__(self, stuck: bool = False):
         self.out: list[bytes] = []
         self.closed = False
+        self.aborted = False
+        self.stuck = stuck
+        self.buffered = 0
+        self.paused = False
+        self.reading = True
+        self.protocol = None
 
     def write(self, data):
         self.out.append(bytes(data))
+        if self.stuck:
+            self.buffered += len(data)
+            if self.buffered > self.HIGH and not self.paused:
+                self.paused = True
+                self.protocol.pause_writing()
 
     def writelines(self, chunks):
-        self.out.extend(bytes(c) for c in chunks)
+        for c in chunks:
+            self.write(c)
+
+    def drain(self):
+        """The peer reads everything buffered."""
+        self.buffered = 0
+        if self.paused:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def get_write_buffer_size(self):
+        return self.buffered
+
+    def get_write_buffer_limits(self):
+        return (self.HIGH // 4, self.HIGH)
 
     def is_closing(self):
         return self.closed
@@ -37,14 +67,17 @@ class FakeTransport:
     def close(self):
         self.closed = True
 
+    def abort(self):
+        self.closed = self.aborted = True
+
     def get_extra_info(self, name):
         return ("127.0.0.1", 9)
 
     def pause_reading(self):
-        pass
+        self.reading = False
 
     def resume_reading(self):
-        pass
+        self.reading = True
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +143,7 @@ def run(server, chunks: list[bytes]) -> tuple[bool, bytes]:
     """Feed the chunks; (whether the server closed the transport, what it wrote)."""
     conn = HttpConnection(server)
     transport = FakeTransport()
+    transport.protocol = conn
     conn.connection_made(transport)
     for chunk in chunks:
         conn.data_received(chunk)
@@ -141,6 +175,7 @@ def test_long_pipelined_burst_goes_through_h11_then_the_fast_path_returns(server
     assert len(data) > FAST_CYCLE_MAX
     conn = HttpConnection(server)
     transport = FakeTransport()
+    transport.protocol = conn
     conn.connection_made(transport)
     first = conn.conn
     conn.data_received(data)
