@@ -287,7 +287,7 @@ class HttpConnection(asyncio.Protocol):
             return False
         version = event.http_version
         if version != b"1.1" and version != b"1.0":
-            self._fail(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served here")
+            self._fail(505, "http_version_not_supported", "only HTTP versions 1.0 and 1.1 are served here")
             return False
         length = headers.get(b"content-length")
         chunked = b"transfer-encoding" in headers
@@ -579,6 +579,9 @@ class HttpConnection(asyncio.Protocol):
         self._arm_at(kind, self.server.loop.time() + delay)
 
     def _arm_at(self, kind: str, deadline: float) -> None:
+        if self._timer_kind == "send" and kind != "send":
+            self._saved_timer = (kind, deadline)  # the peer is not reading: this one runs once it does
+            return
         self.deadline = deadline
         self._timer_kind = kind
         if self.timer is None or deadline < self.timer_at:
@@ -597,7 +600,10 @@ class HttpConnection(asyncio.Protocol):
         self.timer = loop.call_at(at, self._on_timeout)
 
     def _cancel_timer(self) -> None:
-        self._timer_kind = ""  # a pending handle finds nothing to do when it fires
+        if self._timer_kind == "send":
+            self._saved_timer = ("", 0.0)  # the send timer stays until the peer reads
+        else:
+            self._timer_kind = ""  # a pending handle finds nothing to do when it fires
 
     def _stop_timer(self) -> None:
         if self.timer is not None:

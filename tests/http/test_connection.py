@@ -198,3 +198,190 @@ def test_connection_closes_exactly_when_h11_would(server, request_line, closes):
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert (b"\r\nConnection: close\r\n" in out) == closes
     assert closed == closes
+
+
+# ---- output back-pressure, the body budget, framing refusals (issue 21 items 1, 2, 4) ----
+
+BIG_KEY = f"/{USER}/pub/big.bin"
+BIG = bytes(range(256)) * 160  # 40 KiB: one answer stays under the 64 KiB mark, a second passes it
+
+
+@pytest.fixture(scope="module")
+def big(server):
+    server.app.keyspace.put(USER, "/pub/big.bin", BIG, "application/octet-stream")
+    server.app.log.flush()
+    return BIG
+
+
+def connect(server, stuck: bool = False) -> tuple[HttpConnection, FakeTransport]:
+    conn = HttpConnection(server)
+    transport = FakeTransport(stuck=stuck)
+    transport.protocol = conn
+    conn.connection_made(transport)
+    return conn, transport
+
+
+def get(target: str) -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+def answered(transport: FakeTransport) -> int:
+    return b"".join(transport.out).count(b"HTTP/1.1 200 ")
+
+
+def test_a_peer_that_reads_nothing_gets_one_answer_past_the_high_water_mark(server, big):
+    conn, transport = connect(server, stuck=True)
+    conn.data_received(get(BIG_KEY) * 50)  # all pipelined in one read
+    # 40 KiB queued is under the 64 KiB mark, so a second answer is framed; it passes the mark and nothing more is
+    assert answered(transport) == 2
+    assert transport.buffered <= FakeTransport.HIGH + len(BIG) + 1024
+    assert not transport.reading  # and no more bytes are taken from the peer meanwhile
+    sent = 2
+    while sent < 50:
+        transport.drain()  # the peer reads: exactly the next answers, until the mark again
+        now = answered(transport)
+        assert now - sent == 2 and transport.buffered <= FakeTransport.HIGH + len(BIG) + 1024
+        sent = now
+    transport.drain()
+    assert transport.reading
+    conn.data_received(get(KEY))
+    got = read_responses(b"".join(transport.out), [("GET", BIG_KEY)] * 50 + [("GET", KEY)])
+    assert [s for s, _ in got] == [200] * 51
+    assert all(body == BIG for _, body in got[:50]) and got[50][1] == VALUE
+    conn.connection_lost(None)
+
+
+def test_output_under_the_high_water_mark_never_holds_a_pipeline(server, big):
+    conn, transport = connect(server, stuck=True)
+    conn.data_received(get(KEY) * 100)  # 100 small answers: about 20 KiB in all, under the mark
+    assert answered(transport) == 100 and transport.reading
+    conn.connection_lost(None)
+
+
+def test_a_request_arriving_while_output_is_paused_waits_for_the_drain(server, big):
+    conn, transport = connect(server, stuck=True)
+    conn.data_received(get(BIG_KEY) * 2)
+    assert transport.paused and answered(transport) == 2
+    conn.data_received(get(KEY))  # not pipelined: it came after the pause, still it waits
+    assert answered(transport) == 2
+    transport.drain()
+    assert answered(transport) == 3
+    conn.connection_lost(None)
+
+
+def test_answers_waiting_for_a_commit_are_held_to_the_high_water_mark(tmp_path, big):
+    """A write's answer waits for its commit and every later answer queues behind it: that queue too stops the
+    parsing once it holds more than the mark, and the commit lets it go on."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        settings = Settings(data=str(tmp_path), verify_threads=0, open_writes=True).validate()
+        app = build_app(settings)
+        app.keyspace.put(USER, "/pub/big.bin", BIG, "application/octet-stream")
+        app.log.flush()
+        srv = Server(settings, app, loop)
+        conn, transport = connect(srv)
+        put = f"PUT /{USER}/pub/w HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nw".encode()
+        conn.data_received(put + get(BIG_KEY) * 50)
+        assert transport.out == []  # the write's commit has not landed: nothing may leave yet
+        assert conn.pending_bytes <= conn.queue_limit + len(BIG) + 1024
+        assert len(conn.pending) == 3  # the 201, then two answers past the mark; 48 requests wait unparsed
+        app.log.flush()
+        conn.on_commit(app.durable_seq())
+        loop.run_until_complete(asyncio.sleep(0))  # the parsing goes on from the loop, not inside the commit
+        got = read_responses(b"".join(transport.out), [("PUT", f"/{USER}/pub/w")] + [("GET", BIG_KEY)] * 50)
+        assert [s for s, _ in got] == [201] + [200] * 50
+        conn.connection_lost(None)
+        app.log.close()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+    (b"PUT /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"PUT /x HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+    (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    (b"GET /healthz HTTP/0.9\r\nHost: x\r\n\r\n", 505),
+])
+def test_ambiguous_framing_and_other_http_versions_are_refused_and_closed(server, head, status):
+    closed, out = run(server, [head + get("/healthz")])  # a request smuggled behind it is never answered
+    assert closed
+    assert out.startswith(b"HTTP/1.1 %d " % status) and b"HTTP/1.1 200" not in out
+    assert b'"error"' in out and b"connection: close" in out
+    closed, out = run(server, [get("/healthz")])
+    assert not closed and out.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /healthz HTTP/1.0\r\n\r\n", 200),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    (f"PUT {KEY} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n".encode(), 401),
+    (f"PUT {KEY} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx".encode(), 401),
+])
+def test_http_1_0_and_1_1_and_one_framing_header_pass_to_the_handler(server, head, status):
+    _, out = run(server, [head])
+    assert out.startswith(b"HTTP/1.1 %d " % status)  # 401: unsigned, so the write reached its handler
+
+
+@pytest.fixture
+def small_budget(tmp_path):
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    settings = Settings(data=str(tmp_path), verify_threads=0, max_body_bytes=1000, body_budget_bytes=1000).validate()
+    app = build_app(settings)
+    srv = Server(settings, app, loop)
+    yield srv
+    app.log.close()
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def put_head(length: int) -> bytes:
+    return f"PUT /{USER}/pub/b HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+CHUNKED_HEAD = f"PUT /{USER}/pub/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+
+
+def test_the_body_budget_is_full_at_its_edge_and_refuses_one_byte_more(small_budget):
+    srv = small_budget
+    a, ta = connect(srv)
+    a.data_received(put_head(600))
+    b, tb = connect(srv)
+    b.data_received(put_head(400) + b"x" * 10)  # exactly full: accepted, its body is being read
+    assert srv.body_bytes == 1000 and ta.out == [] and tb.out == []
+    c, tc = connect(srv)
+    c.data_received(put_head(1))  # one byte over: 503 before any of it is read
+    out = b"".join(tc.out)
+    assert out.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: 1\r\n" in out and b'"unavailable"' in out
+    assert tc.closed and srv.body_bytes == 1000
+    d, td = connect(srv)
+    d.data_received(CHUNKED_HEAD + b"1\r\nx\r\n")  # a chunked body takes from the budget as it arrives
+    assert b"".join(td.out).startswith(b"HTTP/1.1 503 ") and td.closed
+    e, te = connect(srv)
+    e.data_received(get("/healthz"))  # a request without a body is never refused by the budget
+    assert b"".join(te.out).startswith(b"HTTP/1.1 200 ")
+    b.data_received(b"x" * 390)  # b's body is complete: handed over (401, unsigned), its bytes come back
+    assert b"".join(tb.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 600
+    a.connection_lost(None)  # a goes away mid-body: its reservation comes back too
+    assert srv.body_bytes == 0
+    f, tf = connect(srv)
+    f.data_received(CHUNKED_HEAD + b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n")  # the whole budget, chunked
+    assert b"".join(tf.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 0
+    for conn in (b, c, d, e, f):
+        conn.connection_lost(None)
+    assert srv.body_bytes == 0
+
+
+def test_a_413_and_a_close_give_the_budget_back(small_budget):
+    srv = small_budget
+    a, ta = connect(srv)
+    a.data_received(CHUNKED_HEAD + b"1f4\r\n" + b"x" * 500 + b"\r\n")
+    assert srv.body_bytes == 500
+    a.data_received(b"1f5\r\n" + b"x" * 501 + b"\r\n")  # 1001 bytes: past max_body_bytes
+    assert b"".join(ta.out).startswith(b"HTTP/1.1 413 ") and srv.body_bytes == 0
+    a.connection_lost(None)
+    assert srv.body_bytes == 0
