@@ -44,7 +44,8 @@ class Settings:
     header_timeout: float = _f(10.0, "close a connection whose request head takes longer than this (s)")
     max_connections: int = _f(20000, "connections beyond this are answered 503 and closed")
     body_budget_bytes: int = _f(64 * MiB, "request-body bytes all connections may hold at once; a body past it is "
-                                "503 with Retry-After (a Content-Length body counts whole from its head)")
+                                "503 with Retry-After (a Content-Length body counts whole from its head; bodies "
+                                "of at most 64 KiB may go 1/8 past it)")
     body_min_rate: int = _f(4 * KiB, "a request body must arrive at this mean rate after a grace of header_timeout: "
                             "each byte adds 1/rate s to its deadline; slower is 408 (bytes/s)")
     body_timeout: float = _f(120.0, "the longest a request body may take after its head, whatever its rate (s)")

@@ -20,6 +20,8 @@ from .http.connection import HttpConnection
 
 log = logging.getLogger("homestream.server")
 
+SMALL_BODY_BYTES = 64 * 1024  # request bodies up to this size have a reserve past body_budget_bytes (reserve_body)
+
 
 class Server:
     def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop):
@@ -66,9 +68,14 @@ class Server:
         if self.stopping and not self.connections:
             self._stopped.set()
 
-    def reserve_body(self, size: int) -> bool:
-        """Take `size` bytes of the request-body budget; False (nothing taken) when that would pass it."""
-        if self.body_bytes + size > self.settings.body_budget_bytes:
+    def reserve_body(self, size: int, whole: int) -> bool:
+        """Take `size` more bytes of the request-body budget for a body that then holds `whole`; False (nothing
+        taken) when that would pass the budget. A small body (whole <= SMALL_BODY_BYTES) may go an eighth past
+        it, so that a few large uploads, finished or not, never starve ordinary small writes."""
+        limit = self.settings.body_budget_bytes
+        if whole <= SMALL_BODY_BYTES:
+            limit += limit // 8
+        if self.body_bytes + size > limit:
             return False
         self.body_bytes += size
         return True

@@ -11,8 +11,9 @@ with the cached bytes at its end, before any Request is made. Invariants:
   with both Content-Length and Transfer-Encoding (400) or an HTTP version other than 1.0/1.1 (505) is refused when
   h11 hands over its head (RFC 9112 6.1: never guess where such a body ends);
 - request bodies in flight share the server's `body_budget_bytes` (Server.reserve_body): a Content-Length body
-  reserves its length when its head is read, a chunked one as it arrives; past the budget the request is answered
-  503 with Retry-After and closed; the reservation is released when the body is handed over or the connection goes;
+  reserves its length when its head is read, a chunked one as it arrives (small bodies have a reserve past it);
+  past the budget the request is answered 503 with Retry-After and closed; the reservation is released when the
+  body is handed over or the connection goes;
 - output back-pressure: while the transport is paused for writing, or responses waiting for a commit hold more than
   the transport's high-water mark (or MAX_PENDING_RESPONSES of them), nothing more is parsed or answered and
   reading stops; so a connection holds at most about one response over the high-water mark, whatever it pipelines;
@@ -316,7 +317,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _reserve_body(self, size: int) -> bool:
         """Take `size` more bytes of the server's body budget for this request, or answer 503 and close."""
-        if self.server.reserve_body(size):
+        if self.server.reserve_body(size, self.reserved + size):
             self.reserved += size
             return True
         self._fail(503, "unavailable", "too many request bodies in flight; retry shortly",

@@ -369,20 +369,23 @@ def test_a_body_at_a_good_rate_is_still_cut_at_the_body_timeout(make_server, ali
 
 
 def test_the_body_budget_refuses_a_body_past_it_with_503_and_retry_after(make_server, alice):
-    srv = make_server(max_body_bytes=1000, body_budget_bytes=1000)
+    srv = make_server(max_body_bytes=128 * 1024, body_budget_bytes=128 * 1024)
     holder = socket.create_connection(("127.0.0.1", srv.port))
+    large = b"L" * (64 * 1024 + 1)
     try:
-        head, body = signed_put(alice, "held", b"h" * 1000)
+        head, body = signed_put(alice, "held", b"h" * (128 * 1024))
         holder.sendall(head + body[:10])  # the whole budget, its body unfinished
         time.sleep(0.1)
-        out = exchange(srv.port, b"".join(signed_put(alice, "one", b"1")))
+        out = exchange(srv.port, b"".join(signed_put(alice, "large", large)))
         assert status_of(out) == 503 and b"\r\nretry-after: 1\r\n" in out and b'"unavailable"' in out
+        out = exchange(srv.port, b"".join(signed_put(alice, "small", b"1")))
+        assert status_of(out) == 201  # a small write still passes, on the reserve past the budget
     finally:
         holder.close()
     deadline = time.monotonic() + 3
     while srv.call(lambda: srv.server.body_bytes) and time.monotonic() < deadline:
         time.sleep(0.02)
-    out = exchange(srv.port, b"".join(signed_put(alice, "one", b"1")))  # the holder's bytes came back
+    out = exchange(srv.port, b"".join(signed_put(alice, "large", large)))  # the holder's bytes came back
     assert status_of(out) == 201
     assert srv.call(lambda: srv.server.body_bytes) == 0
 

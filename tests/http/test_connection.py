@@ -326,11 +326,16 @@ def test_http_1_0_and_1_1_and_one_framing_header_pass_to_the_handler(server, hea
     assert out.startswith(b"HTTP/1.1 %d " % status)  # 401: unsigned, so the write reached its handler
 
 
+KiB = 1024
+BUDGET = 200 * KiB  # bodies over 64 KiB may hold 200 KiB in all; bodies of at most 64 KiB may go to 225 KiB
+
+
 @pytest.fixture
 def small_budget(tmp_path):
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    settings = Settings(data=str(tmp_path), verify_threads=0, max_body_bytes=1000, body_budget_bytes=1000).validate()
+    settings = Settings(data=str(tmp_path), verify_threads=0, max_body_bytes=BUDGET,
+                        body_budget_bytes=BUDGET).validate()
     app = build_app(settings)
     srv = Server(settings, app, loop)
     yield srv
@@ -346,33 +351,59 @@ def put_head(length: int) -> bytes:
 CHUNKED_HEAD = f"PUT /{USER}/pub/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
 
 
+def refused(transport: FakeTransport) -> bool:
+    out = b"".join(transport.out)
+    return (out.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: 1\r\n" in out and b'"unavailable"' in out
+            and transport.closed)
+
+
 def test_the_body_budget_is_full_at_its_edge_and_refuses_one_byte_more(small_budget):
     srv = small_budget
     a, ta = connect(srv)
-    a.data_received(put_head(600))
+    a.data_received(put_head(128 * KiB))
     b, tb = connect(srv)
-    b.data_received(put_head(400) + b"x" * 10)  # exactly full: accepted, its body is being read
-    assert srv.body_bytes == 1000 and ta.out == [] and tb.out == []
+    b.data_received(put_head(72 * KiB) + b"x" * 10)  # exactly full for large bodies: accepted, being read
+    assert srv.body_bytes == BUDGET and ta.out == [] and tb.out == []
     c, tc = connect(srv)
-    c.data_received(put_head(1))  # one byte over: 503 before any of it is read
-    out = b"".join(tc.out)
-    assert out.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: 1\r\n" in out and b'"unavailable"' in out
-    assert tc.closed and srv.body_bytes == 1000
+    c.data_received(put_head(64 * KiB + 1))  # a large body one byte over: 503 before any of it is read
+    assert refused(tc) and srv.body_bytes == BUDGET
     d, td = connect(srv)
-    d.data_received(CHUNKED_HEAD + b"1\r\nx\r\n")  # a chunked body takes from the budget as it arrives
-    assert b"".join(td.out).startswith(b"HTTP/1.1 503 ") and td.closed
+    d.data_received(put_head(25 * KiB))  # a small body uses the reserve, to exactly its end
+    assert td.out == [] and srv.body_bytes == BUDGET + BUDGET // 8
     e, te = connect(srv)
-    e.data_received(get("/healthz"))  # a request without a body is never refused by the budget
-    assert b"".join(te.out).startswith(b"HTTP/1.1 200 ")
-    b.data_received(b"x" * 390)  # b's body is complete: handed over (401, unsigned), its bytes come back
-    assert b"".join(tb.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 600
-    a.connection_lost(None)  # a goes away mid-body: its reservation comes back too
-    assert srv.body_bytes == 0
+    e.data_received(put_head(1))  # and one byte past the reserve is refused too
+    assert refused(te)
     f, tf = connect(srv)
-    f.data_received(CHUNKED_HEAD + b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n")  # the whole budget, chunked
-    assert b"".join(tf.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 0
-    for conn in (b, c, d, e, f):
+    f.data_received(CHUNKED_HEAD + b"1\r\nx\r\n")  # a chunked body takes from the budget as it arrives
+    assert refused(tf)
+    g, tg = connect(srv)
+    g.data_received(get("/healthz"))  # a request without a body is never refused by the budget
+    assert b"".join(tg.out).startswith(b"HTTP/1.1 200 ")
+    b.data_received(b"x" * (72 * KiB - 10))  # b's body is complete: handed over (401, unsigned), bytes come back
+    assert b"".join(tb.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 153 * KiB
+    a.connection_lost(None)  # a goes away mid-body: its reservation comes back too
+    d.connection_lost(None)
+    assert srv.body_bytes == 0
+    h, th = connect(srv)
+    body = b"x" * BUDGET  # the whole budget, chunked: 0x32000 bytes
+    h.data_received(CHUNKED_HEAD + b"32000\r\n" + body + b"\r\n0\r\n\r\n")
+    assert b"".join(th.out).startswith(b"HTTP/1.1 401 ") and srv.body_bytes == 0
+    for conn in (b, c, e, f, g, h):
         conn.connection_lost(None)
+    assert srv.body_bytes == 0
+
+
+def test_a_chunked_body_leaves_the_small_reserve_once_it_grows_past_64_kib(small_budget):
+    srv = small_budget
+    a, ta = connect(srv)
+    a.data_received(put_head(BUDGET - 64 * KiB))  # 136 KiB held
+    b, tb = connect(srv)
+    b.data_received(CHUNKED_HEAD + b"10000\r\n" + b"x" * 64 * KiB + b"\r\n")  # 64 KiB: still small, fits
+    assert tb.out == [] and srv.body_bytes == BUDGET
+    b.data_received(b"1\r\nx\r\n")  # 64 KiB + 1: a large body now, past the budget
+    assert refused(tb) and srv.body_bytes == BUDGET - 64 * KiB
+    a.connection_lost(None)
+    b.connection_lost(None)
     assert srv.body_bytes == 0
 
 
@@ -381,7 +412,7 @@ def test_a_413_and_a_close_give_the_budget_back(small_budget):
     a, ta = connect(srv)
     a.data_received(CHUNKED_HEAD + b"1f4\r\n" + b"x" * 500 + b"\r\n")
     assert srv.body_bytes == 500
-    a.data_received(b"1f5\r\n" + b"x" * 501 + b"\r\n")  # 1001 bytes: past max_body_bytes
+    a.data_received(b"%x\r\n" % BUDGET + b"x" * BUDGET + b"\r\n")  # past max_body_bytes
     assert b"".join(ta.out).startswith(b"HTTP/1.1 413 ") and srv.body_bytes == 0
     a.connection_lost(None)
     assert srv.body_bytes == 0
