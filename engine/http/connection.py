@@ -576,7 +576,8 @@ class HttpConnection(asyncio.Protocol):
         """Set the deadline for `kind`. Lazy: one TimerHandle lives at a time and, firing early, re-arms itself
         for the current deadline, so a request costs attribute stores instead of timer objects."""
         s = self.settings
-        delay = s.header_timeout if kind == "header" else s.idle_timeout if kind == "idle" else s.send_timeout
+        # "body" is armed here only to wait again for our own commit or check: its own deadline is set in _begin
+        delay = s.header_timeout if kind == "header" else s.send_timeout if kind == "send" else s.idle_timeout
         self._arm_at(kind, self.server.loop.time() + delay)
 
     def _arm_at(self, kind: str, deadline: float) -> None:
