@@ -32,6 +32,8 @@ class Server:
         self.waiting: set[HttpConnection] = set()
         self.listener: asyncio.AbstractServer | None = None
         self.body_bytes = 0  # request-body bytes reserved by connections (reserve_body), at most body_budget_bytes
+        self.body_limit = settings.body_budget_bytes  # ... plus an eighth for small bodies (see reserve_body)
+        self.small_body_limit = settings.body_budget_bytes + settings.body_budget_bytes // 8
         self.timer_step = min(settings.header_timeout, settings.idle_timeout)  # see HttpConnection._schedule
         self.stopping = False
         self._stopped = asyncio.Event()
@@ -72,10 +74,7 @@ class Server:
         """Take `size` more bytes of the request-body budget for a body that then holds `whole`; False (nothing
         taken) when that would pass the budget. A small body (whole <= SMALL_BODY_BYTES) may go an eighth past
         it, so that a few large uploads, finished or not, never starve ordinary small writes."""
-        limit = self.settings.body_budget_bytes
-        if whole <= SMALL_BODY_BYTES:
-            limit += limit // 8
-        if self.body_bytes + size > limit:
+        if self.body_bytes + size > (self.small_body_limit if whole <= SMALL_BODY_BYTES else self.body_limit):
             return False
         self.body_bytes += size
         return True

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import multiprocessing
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,8 @@ def _quote(text: str) -> str:
 # ---- sampling ----
 
 class Probe:
-    """Every `interval` s: the server's VmRSS and the time of one `GET /healthz` on a keep-alive connection.
+    """Every `interval` s: the server's VmRSS, and the time of one `GET /healthz` on a keep-alive connection (the
+    next one 100 ms after the last answer, or after a timeout of `timeout` s, then on a new connection).
 
     It runs in a process of its own, so that the hostile clients' work in this one cannot delay its timing."""
 
@@ -286,21 +288,14 @@ class Probe:
         return {k: v for k, v in self.__dict__.items() if k not in ("_proc", "_recv")}
 
     def run(self) -> None:
-        sock = None
+        """RSS on a thread of its own, so that a /healthz that hangs does not hide the memory meanwhile."""
         self.ready.set()
         start = time.monotonic()
-        while not self.stop.is_set():
+        sampler = threading.Thread(target=self._sample_rss, args=(start,), daemon=True)
+        sampler.start()
+        sock = None
+        while not self.stop.is_set() and not self.aborted:
             tick = time.monotonic()
-            try:
-                rss = rss_bytes(self.pid)
-            except OSError:
-                break  # the server is gone
-            self.rss.append((tick - start, rss))
-            if self.abort_rss and rss >= self.abort_rss:
-                self.aborted = True
-                os.kill(self.pid, signal.SIGKILL)
-                break
-            t0 = time.monotonic()
             status = 0
             try:
                 if sock is None:
@@ -309,19 +304,41 @@ class Probe:
                 status = _read_status(sock)
             except OSError:
                 pass
-            took = time.monotonic() - t0
+            took = time.monotonic() - tick
             if status == 0 and sock is not None:
                 sock.close()
                 sock = None
-            self.healthz.append((t0 - start, took, status))
+            self.healthz.append((tick - start, took, status))
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - tick)))
         if sock is not None:
             sock.close()
+        sampler.join(5)
+
+    def _sample_rss(self, start: float) -> None:
+        while not self.stop.is_set():
+            tick = time.monotonic()
+            try:
+                rss = rss_bytes(self.pid)
+            except OSError:
+                return  # the server is gone
+            self.rss.append((tick - start, rss))
+            if self.abort_rss and rss >= self.abort_rss:
+                self.aborted = True
+                os.kill(self.pid, signal.SIGKILL)  # the server this run started, by its pid
+                return
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - tick)))
 
 
 def _probe_main(probe: Probe, send: Any) -> None:
     probe.run()
     send.send((probe.rss, probe.healthz, probe.aborted))
+
+
+def _percentiles(values: list[float], points: tuple[int, ...]) -> list[float]:
+    ordered = sorted(values)
+    if not ordered:
+        return []
+    return [round(ordered[min(len(ordered) - 1, len(ordered) * p // 100)] * 1000, 1) for p in points]
 
 
 def _read_status(sock: socket.socket) -> int:
@@ -400,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         if not died:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(20)
+                proc.wait(12)  # its own shutdown takes at most --shutdown-timeout (10 s), unless it is stuck
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -422,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_rss_mib": round(max_rss / MiB, 1),
         "rss_samples": len(rss),
         "max_healthz_ms": round(max_hz * 1000, 1),
+        "healthz_p50_p99_ms": _percentiles([took for _, took, _ in hz], (50, 99)),
         "healthz_samples": len(hz),
         "healthz_not_200": failed_hz,
         "healthz_over_limit": slow[:20],

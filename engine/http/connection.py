@@ -173,7 +173,7 @@ class HttpConnection(asyncio.Protocol):
         shift = self.server.loop.time() - self.paused_at  # time the peer spent not reading is not request time
         self.body_base += shift
         self.body_cap += shift
-        self._arm_at(kind, deadline + shift)
+        self._arm(kind, deadline + shift)
         self._continue()
 
     def data_received(self, data: bytes) -> None:
@@ -242,8 +242,10 @@ class HttpConnection(asyncio.Protocol):
                         self._fail(413, "payload_too_large",
                                    f"body larger than {self.settings.max_body_bytes} bytes")
                         return
-                    if not self._reserve_body(size - self.reserved):
+                    if not self.server.reserve_body(size - self.reserved, size):
+                        self._refuse_body()
                         return
+                    self.reserved = size
                 # the body's deadline: a grace, one more second per body_min_rate bytes, never past body_cap
                 deadline = self.body_base + size / self.settings.body_min_rate
                 self.deadline = deadline if deadline < self.body_cap else self.body_cap
@@ -300,8 +302,11 @@ class HttpConnection(asyncio.Protocol):
             if size > self.settings.max_body_bytes:
                 self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
                 return False
-            if size and not self._reserve_body(size):
-                return False
+            if size:
+                if not self.server.reserve_body(size, size):
+                    self._refuse_body()
+                    return False
+                self.reserved = size
             chunked = size > 0
         self.head = (event, headers)  # the Request is made at its end, unless the read cache answers it
         self.body = bytearray()
@@ -310,19 +315,14 @@ class HttpConnection(asyncio.Protocol):
             now = self.server.loop.time()
             self.body_base = now + s.header_timeout
             self.body_cap = now + s.body_timeout
-            self._arm_at("body", self.body_base if self.body_base < self.body_cap else self.body_cap)
+            self._arm("body", self.body_base if self.body_base < self.body_cap else self.body_cap)
         if self.conn.they_are_waiting_for_100_continue:
             self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         return True
 
-    def _reserve_body(self, size: int) -> bool:
-        """Take `size` more bytes of the server's body budget for this request, or answer 503 and close."""
-        if self.server.reserve_body(size, self.reserved + size):
-            self.reserved += size
-            return True
-        self._fail(503, "unavailable", "too many request bodies in flight; retry shortly",
-                   ((b"retry-after", b"1"),))
-        return False
+    def _refuse_body(self) -> None:
+        """The server's body budget cannot take this body (Server.reserve_body): 503, retry later, and close."""
+        self._fail(503, "unavailable", "too many request bodies in flight; retry shortly", ((b"retry-after", b"1"),))
 
     def _release_body(self) -> None:
         if self.reserved:
@@ -336,7 +336,8 @@ class HttpConnection(asyncio.Protocol):
         self.head = None
         self.body = None
         if self.reserved:
-            self._release_body()
+            self.server.release_body(self.reserved)
+            self.reserved = 0
         if event.method == b"GET" and self._answer_from_cache(event.target, headers):
             return
         request, error = self._make_request(event, headers, bytes(body))
@@ -572,15 +573,15 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.close_after_response = True  # finish the request in flight, answer it with Connection: close
 
-    def _arm(self, kind: str) -> None:
-        """Set the deadline for `kind`. Lazy: one TimerHandle lives at a time and, firing early, re-arms itself
-        for the current deadline, so a request costs attribute stores instead of timer objects."""
-        s = self.settings
-        # "body" is armed here only to wait again for our own commit or check: its own deadline is set in _begin
-        delay = s.header_timeout if kind == "header" else s.send_timeout if kind == "send" else s.idle_timeout
-        self._arm_at(kind, self.server.loop.time() + delay)
-
-    def _arm_at(self, kind: str, deadline: float) -> None:
+    def _arm(self, kind: str, deadline: float = 0.0) -> None:
+        """Set the deadline for `kind` (its timeout from now, unless given). Lazy: one TimerHandle lives at a time
+        and, firing early, re-arms itself for the current deadline, so a request costs attribute stores instead
+        of timer objects. While the send timer runs (the peer reads nothing) the new deadline waits beside it."""
+        if not deadline:
+            s = self.settings
+            # "body" comes here only to wait again for our own commit or check: its deadline is set in _begin
+            delay = s.header_timeout if kind == "header" else s.send_timeout if kind == "send" else s.idle_timeout
+            deadline = self.server.loop.time() + delay
         if self._timer_kind == "send" and kind != "send":
             self._saved_timer = (kind, deadline)  # the peer is not reading: this one runs once it does
             return
