@@ -162,6 +162,11 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.stream is not None:
+            if self._timer_kind == "send":  # armed before the stream took over (its first write paused)
+                if self.transport.is_closing():
+                    self._arm("send")  # a finite stream written whole, flushing: the peer read some, go on
+                else:
+                    self._stop_timer()  # a live stream: its subscription's own limits hold it from here
             self.stream.on_resume()
             return
         if self._timer_kind != "send":
@@ -617,7 +622,7 @@ class HttpConnection(asyncio.Protocol):
     def _on_timeout(self) -> None:
         self.timer = None
         kind = self._timer_kind
-        if not kind or self.stream is not None:
+        if not kind or (self.stream is not None and kind != "send"):
             return
         if self.server.loop.time() < self.deadline:
             self._schedule()  # the deadline moved on since, or the handle fired a step early
@@ -628,7 +633,7 @@ class HttpConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
             return
-        if self.closed:
+        if self.closed or self.stream is not None:
             return
         if self.pending or self.deferred is not None:
             self._arm(kind)  # waiting for our own commit or signature check is not the peer's fault

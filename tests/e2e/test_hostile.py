@@ -1,6 +1,7 @@
 """Hostile input over raw sockets: each answered with the right status or a close, the server still serving
 the next good request, and nothing half-written in the log."""
 
+import json
 import re
 import socket
 import time
@@ -448,5 +449,28 @@ def test_a_peer_that_never_reads_is_dropped_after_the_send_timeout(make_server, 
             time.sleep(0.05)
         took = time.monotonic() - start
     assert 0.4 < took < 2.0
+    assert srv.call(lambda: srv.app.metrics.timeouts) == 1
+    still_serving(srv)
+
+
+def test_a_finite_stream_written_whole_to_a_peer_that_never_reads_is_dropped(make_server, alice):
+    """A non-live `/get` stream is written at once and the transport closed; the send timeout still holds."""
+    srv = make_server(send_timeout=0.5)
+    storage = f"{alice.user}/pub/bulk/"
+    for i in range(12):  # 12 items of 512 KiB: 6 MiB of frames, more than the socket buffers take
+        body = json.dumps({"value": {"n": i, "pad": "p" * (512 * 1024)}}).encode()
+        r = httpx.post(f"{srv.url}/set/{storage}", content=body,
+                       headers={"Authorization": alice.auth("POST", f"/set/{storage}", body)})
+        assert r.status_code == 201
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(f"GET /get?id={storage}&live=false HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+                  .encode())
+        start = time.monotonic()
+        while srv.call(lambda: len(srv.server.connections)) and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        took = time.monotonic() - start
+    assert took < 2.0
     assert srv.call(lambda: srv.app.metrics.timeouts) == 1
     still_serving(srv)
