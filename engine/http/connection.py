@@ -20,8 +20,8 @@ with the cached bytes at its end, before any Request is made. Invariants:
 - timers (one TimerHandle per connection, deadline moved lazily by `_arm` and the body arithmetic): `header_timeout`
   from the connection's start or the first byte of a later request head, never re-armed by further bytes (408);
   a body must arrive within `header_timeout` plus one second per `body_min_rate` bytes received, and within
-  `body_timeout` in all (408); `idle_timeout` between requests; `send_timeout` while the peer reads nothing of
-  what is queued for it (the connection is then aborted, its queued bytes dropped);
+  `body_timeout` in all (408); `idle_timeout` between requests; `send_timeout` while output is paused and the
+  peer reads none of it (checked each send_timeout; the connection is then aborted, its queued bytes dropped);
 - a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded;
 - while a request waits for its signature check (a Deferred, engine/http/offload.py) the connection parses
   nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order.
@@ -90,7 +90,7 @@ class HttpConnection(asyncio.Protocol):
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
                  "head", "close_after_response", "deadline", "deferred", "unparsed_bound", "pending_bytes",
                  "backlogged", "queue_limit", "reserved", "body_base", "body_cap", "paused_at", "_saved_timer",
-                 "timer_at")
+                 "timer_at", "send_mark")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -122,6 +122,7 @@ class HttpConnection(asyncio.Protocol):
         self.body_cap = 0.0
         self.paused_at = 0.0  # loop time writing was paused, and the (kind, deadline) the send timer displaced
         self._saved_timer: tuple[str, float] = ("", 0.0)
+        self.send_mark = 0  # bytes queued in the transport when the send timer was last armed (see _arm_send)
 
     # ---- asyncio callbacks ----
 
@@ -157,14 +158,14 @@ class HttpConnection(asyncio.Protocol):
             return  # _close already runs the send timer for what is left to flush
         self.paused_at = self.server.loop.time()
         self._saved_timer = (self._timer_kind, self.deadline)
-        self._arm("send")  # the peer must read within send_timeout; the request timers wait meanwhile
+        self._arm_send()  # the peer must read within send_timeout; the request timers wait meanwhile
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.stream is not None:
             if self._timer_kind == "send":  # armed before the stream took over (its first write paused)
                 if self.transport.is_closing():
-                    self._arm("send")  # a finite stream written whole, flushing: the peer read some, go on
+                    self._arm_send()  # a finite stream written whole, flushing: the peer read some, go on
                 else:
                     self._stop_timer()  # a live stream: its subscription's own limits hold it from here
             self.stream.on_resume()
@@ -172,13 +173,15 @@ class HttpConnection(asyncio.Protocol):
         if self._timer_kind != "send":
             return
         if self.closed:
-            self._arm("send")  # flushing before a close: the peer read something, give it send_timeout more
+            self._arm_send()  # flushing before a close: the peer read something, give it send_timeout more
             return
         kind, deadline = self._saved_timer
-        shift = self.server.loop.time() - self.paused_at  # time the peer spent not reading is not request time
-        self.body_base += shift
-        self.body_cap += shift
-        self._arm(kind, deadline + shift)
+        self._timer_kind = ""  # the send timer is done; the request timer it displaced runs again
+        if kind:
+            shift = self.server.loop.time() - self.paused_at  # the time the peer spent not reading is not held
+            self.body_base += shift                           # against its request
+            self.body_cap += shift
+            self._arm(kind, deadline + shift)
         self._continue()
 
     def data_received(self, data: bytes) -> None:
@@ -565,7 +568,7 @@ class HttpConnection(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.close()
         if transport is not None and transport.get_write_buffer_size():
-            self._arm("send")  # close() flushes first: a peer that never reads must not keep the bytes forever
+            self._arm_send()  # close() flushes first: a peer that never reads must not keep the bytes forever
         else:
             self._stop_timer()
 
@@ -594,6 +597,11 @@ class HttpConnection(asyncio.Protocol):
         self._timer_kind = kind
         if self.timer is None or deadline < self.timer_at:
             self._schedule()
+
+    def _arm_send(self) -> None:
+        """Time the peer's reading: it must take some of what is queued for it within each send_timeout."""
+        self.send_mark = self.transport.get_write_buffer_size()
+        self._arm("send")
 
     def _schedule(self) -> None:
         """(Re)place the handle at the deadline, or sooner: never more than server.timer_step ahead (the
@@ -628,7 +636,11 @@ class HttpConnection(asyncio.Protocol):
             self._schedule()  # the deadline moved on since, or the handle fired a step early
             return
         self._timer_kind = ""
-        if kind == "send":  # the peer read nothing for send_timeout: drop what is queued for it, and it
+        if kind == "send":
+            if self.transport.get_write_buffer_size() < self.send_mark:
+                self._arm_send()  # the peer is reading, however slowly: it has another send_timeout
+                return
+            # the peer read nothing for send_timeout: drop what is queued for it, and it
             self.app.metrics.timeouts += 1
             self.closed = True
             self.transport.abort()

@@ -406,34 +406,37 @@ def test_pipelined_gets_on_a_socket_that_never_reads_queue_one_answer(make_serve
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", srv.port))
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 200)
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 60)
         time.sleep(0.5)
 
-        def state():
+        def state():  # on the server's loop
             (conn,) = [c for c in srv.server.connections if c.transport.get_write_buffer_size()]
             return conn.transport.get_write_buffer_size(), srv.app.metrics.responses[200] - before
 
-        queued, answered = state()
+        queued, answered = srv.call(state)
         assert queued <= 64 * 1024 + (1 << 20) + 4096  # one answer over the high-water mark, at most
-        assert answered <= 8  # a few more sit in the kernel's socket buffers; not 200
+        assert answered <= 8  # a few more sit in the kernel's socket buffers; not 60
         got = 0
-        buf = b""
+        buf = bytearray()
+        need = 0  # bytes the answer being read still lacks, once its head is parsed
         s.settimeout(10)
-        while got < 200:  # now read: every answer comes, in order, whole
+        while got < 60:  # now read: every answer comes, in order, whole
             part = s.recv(1 << 20)
             assert part
             buf += part
-            while True:
-                end = buf.find(b"\r\n\r\n")
+            while len(buf) >= need:
+                end = buf.find(b"\r\n\r\n", 0, 4096)
                 if end < 0:
+                    need = len(buf) + 1
                     break
                 assert buf.startswith(b"HTTP/1.1 200 ")
-                length = int(re.search(rb"content-length: (\d+)", buf[:end]).group(1))
-                if len(buf) < end + 4 + length:
+                need = end + 4 + int(re.search(rb"content-length: (\d+)", buf[:end]).group(1))
+                if len(buf) < need:
                     break
-                buf = buf[end + 4 + length:]
+                del buf[:need]
+                need = 0
                 got += 1
-    assert got == 200
+    assert got == 60
     still_serving(srv)
 
 
@@ -474,3 +477,31 @@ def test_a_finite_stream_written_whole_to_a_peer_that_never_reads_is_dropped(mak
     assert took < 2.0
     assert srv.call(lambda: srv.app.metrics.timeouts) == 1
     still_serving(srv)
+
+
+def test_a_peer_that_reads_its_answer_late_keeps_its_connection(make_server, alice):
+    """The send timeout runs only while the peer reads nothing: once it has read, the connection is an ordinary
+    keep-alive one again (idle, then the next request served), long after send_timeout."""
+    srv = make_server(send_timeout=0.5)
+    target = big_value(srv, alice, 8 << 20)  # more than the socket buffers take: writing pauses
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.2)  # paused: nothing read yet, but less than send_timeout
+        assert srv.call(lambda: [c.write_paused for c in srv.server.connections]) == [True]
+        s.settimeout(5)
+        got = 0
+        while got < (8 << 20):  # the answer's head and body: the body alone is 8 MiB
+            part = s.recv(1 << 20)
+            assert part, "the server dropped a peer that was reading"
+            got += len(part)
+        time.sleep(1.2)  # idle, more than twice send_timeout
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        out = b""
+        while b"\r\n\r\n" not in out or not out.endswith(b"}"):
+            part = s.recv(65536)
+            assert part, "the server dropped a connection whose peer had read everything"
+            out += part
+    assert out.split(b"HTTP/1.1 ")[-1].startswith(b"200 ")
+    assert srv.call(lambda: srv.app.metrics.timeouts) == 0
