@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("engine.commands.tail", "follow events matching patterns, resuming after disconnects"),
     "sync": ("engine.commands.sync", "reconcile a local folder with an append-only storage"),
     "bench": ("engine.commands.bench", "run a benchmark: log, match, http, fanout, sync"),
+    "repair": ("engine.commands.repair", "move damaged log files aside, keep every valid record"),
 }
 
 

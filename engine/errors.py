@@ -83,3 +83,32 @@ class CorruptLog(StorageError):
         self.path = path
         self.offset = offset
         self.reason = reason
+
+
+class DamagedSegment(CorruptLog):
+    """A bad record that is not a torn tail: in a sealed segment, or with valid records after it (issue 21).
+
+    The log refuses to open; `homestream repair` is the operator's way on. `valid_after` counts the valid records
+    found after the bad spot in the same file; `lost` is the (first, last) seq range the bad bytes held, when the
+    seqs around them tell it exactly (None otherwise)."""
+
+    def __init__(self, path: str, offset: int, reason: str, *, valid_after: int, lost: tuple[int, int] | None,
+                 bad_bytes: int, hint: str = ""):
+        held = ("an unknown number of records" if not lost else f"seq {lost[0]}" if lost[0] == lost[1]
+                else f"seqs {lost[0]}..{lost[1]}")
+        message = (f"corrupt record in {path} at offset {offset}: {reason}; {bad_bytes} bad bytes holding {held}, "
+                   f"{valid_after} valid record(s) after them in the same file")
+        StorageError.__init__(self, message + (f"; {hint}" if hint else ""))
+        self.path, self.offset, self.reason = path, offset, reason
+        self.valid_after, self.lost, self.bad_bytes = valid_after, lost, bad_bytes
+
+
+class MissingSegments(StorageError):
+    """Seqs that no segment holds although they were used: a segment file is missing (issue 21).
+
+    `first`..`last` is the missing range (`last` None when only a bound is known: see the message)."""
+
+    def __init__(self, directory: str, first: int, last: int | None, detail: str):
+        span = f"seqs {first}..{last}" if last is not None else f"seqs from {first} on"
+        super().__init__(f"log in {directory}: {span} are missing: {detail}")
+        self.directory, self.first, self.last = directory, first, last

@@ -16,6 +16,7 @@ from typing import Any
 
 from .app import App
 from .config import Settings
+from .errors import StorageError
 from .http.connection import HttpConnection
 
 log = logging.getLogger("homestream.server")
@@ -228,7 +229,11 @@ async def serve(settings: Settings, ready: Any = None) -> int:
         ready(server)
     await stop.wait()
     await server.shutdown()
-    app.log.close()
+    try:
+        app.log.close()
+    except StorageError as exc:  # the last commit failed: records may not be durable (a full disk alone is not that)
+        log.error("stopped, but the log could not be closed cleanly: %s", exc)
+        return 1
     log.info("stopped cleanly")
     return 0
 

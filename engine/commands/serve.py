@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"homestream serve: error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    from ..errors import StorageError
     from ..server import run as run_server
 
     try:
         return run_server(settings)
-    except OSError as exc:
+    except (OSError, StorageError) as exc:  # a damaged or missing log segment refuses the start (issue 21)
         logging.getLogger("homestream.server").error("cannot start: %s", exc)
         return 1

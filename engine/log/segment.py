@@ -12,6 +12,8 @@
 # - a sealed segment's file size is exactly its data; the active one's tail beyond its data is zeros;
 # - a compacted segment is written as "<name>.seg.compact", fsynced, then renamed over its original name
 #   (atomic), then renamed to the seq of its first record; a ".compact" found at open is removed;
+# - highwater.json ({"segment", "bound", "gaps"}, see store.py `_note_highwater`) is written atomically like
+#   meta.json and only ever read as evidence of what existed: a missing or damaged one weakens checks, no more;
 # - nothing reads a segment's map past `used` (a sealed file is shorter than its map: that would be SIGBUS);
 # - `retire()` closes the descriptor but never unmaps while memoryviews may exist: the mapping goes away when
 #   the last view into it is released.
@@ -31,6 +33,7 @@ SEGMENT_SUFFIX = ".seg"
 PENDING_SUFFIX = ".seg.pending"
 COMPACT_SUFFIX = ".seg.compact"
 META_NAME = "meta.json"
+HIGHWATER_NAME = "highwater.json"
 LOCK_NAME = "LOCK"
 _NAME_RE = re.compile(r"(\d{20})\.seg\Z")
 _ZERO_CHUNK = bytes(1 << 20)
@@ -144,10 +147,17 @@ class Segment:
         os.fdatasync(self.fd)
 
     def seal(self) -> None:
-        """Make the data durable and cut the file to its data (the seal: a sealed file's size is its data)."""
+        """Make the data durable and cut the file to its data (the seal: a sealed file's size is its data).
+
+        The cut only gives back the zero tail: if it fails on a full disk (ENOSPC/EDQUOT) the data is already
+        durable, the file keeps its zeros (recovery reads them as the end of the data) and the seal stands."""
         os.fdatasync(self.fd)
-        os.ftruncate(self.fd, self.used)
-        os.fsync(self.fd)
+        try:
+            os.ftruncate(self.fd, self.used)
+            os.fsync(self.fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
         self.sealed = True
 
     def publish(self) -> None:
@@ -300,6 +310,20 @@ def read_meta(directory: str) -> dict:
 
 def write_meta(directory: str, meta: dict) -> None:
     write_file_atomic(os.path.join(directory, META_NAME), [json.dumps(meta, sort_keys=True).encode()])
+
+
+def read_highwater(directory: str) -> dict | None:
+    """highwater.json (see store.py `_note_highwater`), or None if it is missing or unreadable."""
+    try:
+        with open(os.path.join(directory, HIGHWATER_NAME), "rb") as fh:
+            data = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_highwater(directory: str, highwater: dict) -> None:
+    write_file_atomic(os.path.join(directory, HIGHWATER_NAME), [json.dumps(highwater, sort_keys=True).encode()])
 
 
 def lock_directory(directory: str) -> int:

@@ -8,10 +8,16 @@
 #   (fdatasync on the committer thread, or flush()) covers it; `durable_seq` only grows;
 # - commit listeners see every durable record exactly once, in seq order, on the loop thread (or the appending
 #   thread when there is no loop); nothing is published before it is durable;
-# - records from first_seq on are contiguous in seq (the stream history); segments wholly before first_seq are
-#   compacted (only the latest records of live keys, original seqs, gaps allowed), readable by location only;
-# - every ".seg" file but the last is sealed; the last is the active one and is recovered by truncation at open;
-#   a bad record in a sealed segment is CorruptLog, never skipped;
+# - records from first_seq on are contiguous in seq within a segment (the stream history); between two history
+#   segments seqs may jump only over a gap recorded in highwater.json (made on purpose by recovery or repair);
+#   segments wholly before first_seq are compacted (only the latest records of live keys, original seqs, gaps
+#   allowed), readable by location only;
+# - every ".seg" file but the last is sealed; the last is the active one. At open (`_recover`), only a torn tail
+#   of the active one (a bad spot with no valid record after it: a crash cut the last write) is truncated; a bad
+#   record anywhere else, a seq range no segment holds, or a lost newest segment (highwater.json) refuses to
+#   open (DamagedSegment, MissingSegments) and changes nothing: `homestream repair` is the way on;
+# - highwater.json names the newest published segment and a seq bound past anything it can hold; the committer
+#   updates it before it acknowledges a record of a new segment (engine/log/recovery.py has the analysis);
 # - only segment.py touches files; this module works on the segments' maps through record.py framing.
 #
 # WARNING: `_scan` is the recovery scanner; it must change together with the record layout in record.py.
@@ -27,6 +33,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import os
 import struct
 import threading
 import time
@@ -35,9 +42,12 @@ from typing import Callable, Iterator
 
 import blake3
 
-from engine.errors import InvalidName, LogClosed, StorageError, ValueTooLarge, CorruptLog
+from engine.errors import (
+    CorruptLog, DamagedSegment, InvalidName, LogClosed, MissingSegments, StorageError, ValueTooLarge,
+)
 from engine.names import check_path, decode_user
 
+from . import recovery as _recovery
 from . import segment as _seg
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
@@ -166,17 +176,25 @@ class Log:
     # ------------------------------------------------------------------ recovery
 
     def _recover(self, visitor) -> None:
+        """Open the segments, check that nothing is missing or damaged, cut a torn tail (see docs/STORAGE.md).
+
+        Refuses (DamagedSegment, MissingSegments, CorruptLog) before changing any file when acknowledged
+        records may be gone; `homestream repair` is the operator's way on (engine/log/repair.py)."""
         meta = _seg.read_meta(self.directory)
+        self._hw = _seg.read_highwater(self.directory) or {}
+        self._hw_key: tuple[int, int] | None = None  # (first seq, capacity) highwater.json covers
+        self._hw_failed: tuple[int, int] | None = None
         found, leftovers = _seg.list_directory(self.directory)
         for path in leftovers:
             self._drop_leftover(path)
         segments: list[Segment] = []
+        empty_files: list[str] = []
         for name_seq, path in found:
             seg = Segment.open(path, name_seq)
             seg.sealed = True
             if seg.capacity == 0:
                 seg.close()
-                _seg.remove(path)
+                empty_files.append(path)  # holds nothing; removed once the checks below pass
                 continue
             first = self._first_record_seq(seg)
             if first is not None and first != name_seq:
@@ -205,7 +223,12 @@ class Log:
             if active.first_seq <= prev_last:
                 raise CorruptLog(active.path, 0, f"segment starts at seq {active.first_seq}, "
                                  f"not after {prev_last}")
-            self._scan(active, prev_last, active.first_seq >= self._first_seq, sealed=False, visitor=visitor)
+            self._check_holes(segments)
+            history = active.first_seq >= self._first_seq
+            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor)
+            self._check_newest(segments, meta_next)
+            if bad is not None:
+                self._cut_torn_tail(active, bad[0], bad[1], history, meta_next)
             self._next_seq = max(active.last_seq + 1, meta_next)
             if active.count == 0 and active.first_seq != self._next_seq:
                 was_first = self._first_seq >= active.first_seq
@@ -224,6 +247,7 @@ class Log:
                 self._segments.append(self._active)
                 self._by_id[self._active.id] = self._active
         else:
+            self._check_newest(segments, meta_next)
             self._next_seq = max(meta_next, 1)
             seg = Segment.create(self.directory, self._next_seq, self.segment_bytes)
             seg.publish()
@@ -233,10 +257,109 @@ class Log:
             self._active = seg
             self._first_seq = self._next_seq
         self._first_seq = min(self._first_seq, self._active.first_seq)
+        for path in empty_files:
+            _seg.remove(path)
+        self._note_highwater(self._active, made_gaps=True)
         last = self._next_seq - 1
         self._written = (last, self._active, self._active.used)
         self._synced_seq = last
         self.durable_seq = last
+
+    # ---- the checks that refuse to open (issue 21: never lose acknowledged records silently)
+
+    def _history(self, segments: list[Segment]) -> list[tuple[int, int, str]]:
+        return [(s.first_seq, s.last_seq, s.path) for s in segments if s.first_seq >= self._first_seq]
+
+    def _check_holes(self, segments: list[Segment]) -> None:
+        """A range of seqs between two history segments that no recorded gap explains: a segment is missing.
+        (The active segment counts by its name: its records are scanned after this check.)"""
+        missing = _recovery.missing_ranges(self._history(segments), self._hw.get("gaps"))
+        if missing:
+            first, last, before, after = missing[0]
+            raise MissingSegments(self.directory, first, last,
+                                  f"no segment holds them (between {before} and {after}); no record was dropped; "
+                                  f"`homestream repair --data {self.directory}` accepts the loss")
+
+    def _check_newest(self, segments: list[Segment], meta_next: int) -> None:
+        """highwater.json names the newest segment ever published; none from its seq on: the newest is lost."""
+        newest = self._hw.get("segment")
+        if not isinstance(newest, int) or any(s.first_seq >= newest for s in segments):
+            return
+        bound = self._hw.get("bound") if isinstance(self._hw.get("bound"), int) else newest + 1
+        if segments:
+            first = segments[-1].last_seq + 1
+            where = f"the newest segment left is {os.path.basename(segments[-1].path)}, last seq {first - 1}"
+        else:
+            first = newest
+            where = "no segment file is left"
+        last = meta_next - 1 if meta_next - 1 >= max(first, newest) else None
+        raise MissingSegments(self.directory, first, last,
+                              f"highwater.json records a segment from seq {newest} (seqs below {bound} may have "
+                              f"been used), but {where}; no record was dropped; `homestream repair --data "
+                              f"{self.directory}` accepts the loss and goes on from seq {max(bound, meta_next)}")
+
+    def _damage(self, seg: Segment, off: int, reason: str, last_seq: int, contiguous: bool) -> DamagedSegment:
+        """The error for a bad record that is not a torn tail, with what the bytes after it hold."""
+        end = seg.last_nonzero(off)
+        w = _recovery.walk(seg.mm, max(end, off + 1), start=off, last_seq=last_seq, contiguous=contiguous)
+        span = w.spans[0] if w.spans else _recovery.Span(off, end, reason, last_seq, None, 1, False)
+        return DamagedSegment(seg.path, off, reason, valid_after=w.count, lost=span.lost, bad_bytes=span.nbytes,
+                              hint=f"the log was not opened and no record was dropped; `homestream repair --data "
+                              f"{self.directory}` keeps every valid record and moves the file aside")
+
+    def _cut_torn_tail(self, seg: Segment, off: int, bad: str, contiguous: bool, meta_next: int) -> None:
+        """The active segment's data ends in a bad spot: a torn tail (nothing valid after it) is zeroed and
+        reported; anything else is DamagedSegment."""
+        last = seg.last_seq if seg.count else seg.first_seq - 1
+        tail_end = seg.last_nonzero(off)
+        w = _recovery.walk(seg.mm, tail_end, start=off, last_seq=last, contiguous=contiguous)
+        if w.count:
+            raise self._damage(seg, off, bad, last, contiguous)
+        # exact when meta.json (written at close) knew the seqs; else counted by the tail's length fields
+        dropped_records = max(w.spans[0].records if w.spans else 0, meta_next - 1 - last)
+        seg.zero(off, tail_end)
+        seg.sync()
+        nbytes = tail_end - off
+        self.stats.truncated_bytes_total += nbytes
+        self.stats.truncated_records_total += dropped_records
+        if meta_next - 1 > last:
+            # meta.json is written at close, after the last commit: these records had been acknowledged. A bad
+            # last record with nothing after it is still cut as a torn tail (the documented rule), but loudly
+            logger.error("log recovery: truncated %s at offset %d (%s): dropped %d bytes, %d record(s) (seqs %d..%d),"
+                         " acknowledged before the last clean close (meta.json); their seqs are not reused",
+                         seg.path, off, bad, nbytes, dropped_records, last + 1, meta_next - 1)
+            return
+        logger.warning("log recovery: truncated %s at offset %d (%s): dropped %d bytes, %d record(s) (seqs from %d)",
+                       seg.path, off, bad, nbytes, dropped_records, last + 1)
+
+    def _note_highwater(self, seg: Segment, *, made_gaps: bool = False) -> None:
+        """Keep highwater.json naming the newest published segment and a seq bound past its records, and the
+        gaps between history segments that recovery made on purpose: the evidence `_check_newest` and
+        `_check_holes` read, kept apart from meta.json so that losing one file never lets seqs be reused.
+        Called at open and by the committer before it acknowledges a record of a new segment. A failure (a
+        full disk) is a warning: the records stay durable, only that evidence is stale until the next try."""
+        key = (seg.first_seq, seg.capacity)
+        if key == self._hw_key and not made_gaps:
+            return
+        hw = dict(self._hw)
+        hw["segment"] = seg.first_seq
+        hw["bound"] = max(_recovery.seq_bound(seg.first_seq, seg.capacity), _int(hw.get("bound")))
+        if made_gaps:
+            made = _recovery.missing_ranges(self._history(self._segments), hw.get("gaps"))
+            hw["gaps"] = _recovery.merge_gaps(hw.get("gaps"), [(a, b) for a, b, _x, _y in made], self._first_seq)
+        if hw == self._hw:
+            self._hw_key = key
+            return
+        try:
+            _seg.write_highwater(self.directory, hw)
+        except (StorageError, OSError) as exc:
+            if self._hw_failed != key:  # retried at each commit, told once per segment
+                self._hw_failed = key
+                logger.warning("log: cannot write highwater.json (%s); retried at each commit", exc)
+            return
+        self._hw_failed = None
+        self._hw = hw
+        self._hw_key = key
 
     def _drop_leftover(self, path: str) -> None:
         """A '.pending' segment (never published: its records were never acknowledged) or a temp file."""
@@ -265,11 +388,13 @@ class Log:
             return None
         return seq
 
-    def _scan(self, seg: Segment, prev_last: int, history: bool, *, sealed: bool, visitor) -> None:
+    def _scan(self, seg: Segment, prev_last: int, history: bool, *, sealed: bool,
+              visitor) -> tuple[int, str] | None:
         """Walk every record of `seg`, checking framing, CRC and seq order; rebuild its sparse index.
 
         WARNING: this is the recovery scanner; it must change together with record.py's layout.
-        A bad record in a sealed segment is CorruptLog; in the active one, the tail from it on is zeroed.
+        A bad record in a sealed segment is DamagedSegment (a CorruptLog); in the active one, (offset, reason)
+        of the first bad spot is returned and nothing is changed (see `_cut_torn_tail`); None if all is well.
         """
         mm, mv = seg.mm, seg.mv
         cap = seg.capacity
@@ -328,19 +453,10 @@ class Log:
         if bad is None:
             if sealed:
                 seg.sealed = True
-            return
+            return None
         if sealed:
-            raise CorruptLog(seg.path, off, bad)
-        # the active segment: truncate at the first bad record
-        tail_end = seg.last_nonzero(off)
-        dropped_records = _count_plausible(mm, off, tail_end)
-        seg.zero(off, tail_end)
-        seg.sync()
-        nbytes = tail_end - off
-        self.stats.truncated_bytes_total += nbytes
-        self.stats.truncated_records_total += dropped_records
-        logger.warning("log recovery: truncated %s at offset %d (%s): dropped %d bytes, %d record(s)",
-                       seg.path, off, bad, nbytes, dropped_records)
+            raise self._damage(seg, off, bad, expect - 1 if expect is not None else last_seq, history)
+        return off, bad  # the active segment: `_cut_torn_tail` decides, after the other checks
 
     # ------------------------------------------------------------------ properties
 
@@ -555,8 +671,12 @@ class Log:
                     s.publish()
                 s.seal()
                 self._to_seal.remove(s)
-            if tseg.pending and not self._to_seal:
+            if tseg.pending and not any(s.first_seq < tseg.first_seq for s in self._to_seal):
+                # every segment before it is sealed. (A roll made while this commit ran may have queued tseg
+                # itself for sealing: it is published all the same, since its records are acknowledged below.)
                 tseg.publish()
+            if not tseg.pending:
+                self._note_highwater(tseg)  # before any record of a new segment is acknowledged
             if do_sync and target > self._synced_seq and tseg not in sealing:
                 tseg.sync()
             dt = time.perf_counter() - t0
@@ -933,6 +1053,10 @@ class Log:
             try:
                 if self._failed is None:
                     _seg.write_meta(self.directory, {"first_seq": self._first_seq, "next_seq": self._next_seq})
+            except (StorageError, OSError) as exc:
+                # every record is durable in its segment already (the commit above); meta.json only speeds up
+                # and guards the next open, and keeps its previous content (written atomically)
+                logger.warning("log close: meta.json not updated (%s); the records are durable", exc)
             finally:
                 for s in self._segments:
                     s.close()
@@ -976,17 +1100,9 @@ def _set_exc(fut, exc) -> None:
         fut.set_exception(exc)
 
 
+def _int(value) -> int:
+    return value if isinstance(value, int) else 0
+
+
 def length_nonzero(mm, off: int, end: int) -> bool:
     return any(mm[off:end])
-
-
-def _count_plausible(mm, off: int, end: int) -> int:
-    """How many records (by their length fields) start in [off, end): what a torn tail dropped, at least 1."""
-    n = 0
-    while off + 4 <= end:
-        length = U32.unpack_from(mm, off)[0]
-        n += 1
-        if length < HEADER_SIZE or off + length > end:
-            break
-        off += length
-    return max(n, 1)
