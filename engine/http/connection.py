@@ -22,6 +22,7 @@ with the cached bytes at its end, before any Request is made. Invariants:
   a body must arrive within `header_timeout` plus one second per `body_min_rate` bytes received, and within
   `body_timeout` in all (408); `idle_timeout` between requests; `send_timeout` while output is paused and the
   peer reads none of it (checked each send_timeout; the connection is then aborted, its queued bytes dropped);
+- a body over LARGE_BODY leaves as a write of its own after its head, never copied behind it (nor cached);
 - a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded;
 - while a request waits for its signature check (a Deferred, engine/http/offload.py) the connection parses
   nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order.
@@ -52,6 +53,7 @@ MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before w
 DEFAULT_HIGH_WATER = 64 * 1024  # a transport that cannot tell its write-buffer limits: uvloop's default
 _END = h11.EndOfMessage()
 FAST_CYCLE_MAX = 64 * 1024  # the most unparsed bytes a new h11 cycle object may copy (see _send_response)
+LARGE_BODY = 256 * 1024  # a body larger than this leaves as a write of its own, never copied behind its head
 _SINGLE_VALUED = (b"authorization", b"content-type", b"last-event-id")  # repeated: the last one wins
 _HEAD_EVENTS: dict[tuple[int, int, bool], h11.Response] = {}
 _HEAD_EVENTS_MAX = 4096
@@ -413,9 +415,11 @@ class HttpConnection(asyncio.Protocol):
         conn = self.conn
         fast = self.unparsed_bound <= FAST_CYCLE_MAX and conn.their_state is h11.DONE
         close = self.close_after_response  # on the fast path, only our own shutdown closes
+        large = (fast and len(response.body) > LARGE_BODY and request.method != "HEAD"
+                 and response.status not in (204, 304))
         try:
             if fast:
-                data = self._frame_fast(request, response, close)
+                data = self._frame_fast(request, response, close, not large)
             else:
                 data = self._frame(request, response)
         except Exception:  # a handler produced a response h11 refuses: never let it reach the transport
@@ -424,6 +428,9 @@ class HttpConnection(asyncio.Protocol):
             return
         if fast:
             cache = self.app.read_cache
+            if large:  # the head, then the body as it is: no copy of it (and far past what the cache keeps)
+                self._send_fast(data, response.status, response.durable_seq, close, response.body)
+                return
             if (response.cache_tag is not None and cache is not None and not close and request.method == "GET"
                     and cache.plain(request.headers)):
                 cache.store(request.raw_target, response.cache_tag, data)
@@ -441,11 +448,13 @@ class HttpConnection(asyncio.Protocol):
             return
         self._cancel_timer()
 
-    def _send_fast(self, data: bytes, status: int, durable_seq: int, close: bool) -> None:
-        """Queue a response framed without h11 (by _frame_fast, or kept by the read cache), then close after it
-        or start the next request cycle."""
+    def _send_fast(self, data: bytes, status: int, durable_seq: int, close: bool, body: bytes = b"") -> None:
+        """Queue a response framed without h11 (by _frame_fast, or kept by the read cache; a large body apart,
+        after it), then close after it or start the next request cycle."""
         self.app.metrics.response(status)
         self._emit(data, durable_seq, None)
+        if body:
+            self._emit(body, durable_seq, None)
         if close:
             self._close_after(durable_seq)
             return
@@ -467,8 +476,9 @@ class HttpConnection(asyncio.Protocol):
         if closed:
             conn.receive_data(b"")
 
-    def _frame_fast(self, request: Request, response: Response, close: bool) -> bytes:
-        """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304)."""
+    def _frame_fast(self, request: Request, response: Response, close: bool, with_body: bool = True) -> bytes:
+        """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304, and
+        none when not `with_body`: the caller then sends it after these bytes)."""
         status = response.status
         body = response.body
         length, others = _framing_length(response)
@@ -477,7 +487,8 @@ class HttpConnection(asyncio.Protocol):
         if body and request.method != "HEAD" and status not in (204, 304):
             if len(body) != length:
                 raise ValueError(f"body of {len(body)} bytes under Content-Length {length}")
-            data += body
+            if with_body:
+                data += body
         return data
 
     def _frame(self, request: Request, response: Response) -> bytes:

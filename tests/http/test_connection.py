@@ -416,3 +416,20 @@ def test_a_413_and_a_close_give_the_budget_back(small_budget):
     assert b"".join(ta.out).startswith(b"HTTP/1.1 413 ") and srv.body_bytes == 0
     a.connection_lost(None)
     assert srv.body_bytes == 0
+
+
+def test_a_large_body_leaves_as_its_own_write_after_its_head(server):
+    """Past LARGE_BODY the body is not copied behind its head: the head, then the very body bytes, in order with
+    what is pipelined around it; a HEAD of it still has no body."""
+    from engine.http.connection import LARGE_BODY
+
+    value = bytes(range(256)) * (LARGE_BODY // 256 + 1)
+    server.app.keyspace.put(USER, "/pub/large.bin", value, "application/octet-stream")
+    server.app.log.flush()
+    target = f"/{USER}/pub/large.bin"
+    conn, transport = connect(server)
+    conn.data_received(get(KEY) + get(target) + f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode() + get(KEY))
+    assert value in transport.out  # one write holding the body alone
+    got = read_responses(b"".join(transport.out), [("GET", KEY), ("GET", target), ("HEAD", target), ("GET", KEY)])
+    assert got == [(200, VALUE), (200, value), (200, b""), (200, VALUE)]
+    conn.connection_lost(None)
