@@ -120,6 +120,17 @@ typedef struct sseResult { size_t written; size_t consumed; uint64_t lastSeq; si
 int sseReplay(const char *buf, size_t len, uint64_t until, const sseFilter *f,
               char *out, size_t cap, size_t soft, sseResult *r);
 
+/* scan.h */
+#define SCAN_DONE 0
+#define SCAN_MORE 1
+#define SCAN_ERR -1
+#define SCAN_USER_SIZE 52
+typedef struct scanFilter { const char *users; const uint64_t *after; const uint64_t *before; size_t nusers;
+                            const char *prefix; size_t prefixlen; const char *reader; } scanFilter;
+typedef struct scanResult { size_t consumed; uint64_t lastSeq; size_t examined; size_t hits; } scanResult;
+int scanRecords(const char *buf, size_t len, uint64_t until, const scanFilter *f, size_t maxExamined,
+                uint64_t *hits, size_t maxHits, scanResult *r);
+
 /* verify.h */
 #define VERIFY_SIGNATURE_BYTES 64
 #define VERIFY_KEY_BYTES 32
@@ -141,7 +152,7 @@ int verifyNow(verifyPool *p, const unsigned char *sig, const unsigned char *msg,
 int hsFastInstall(void);
 """
 
-HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "subidx.h", "riblt.h", "sse.h", "verify.h"]
+HEADERS = ["crc32c.h", "murmur3.h", "bloom.h", "trie.h", "subidx.h", "riblt.h", "sse.h", "scan.h", "verify.h"]
 
 
 def make_builder(absolute: bool) -> FFI:

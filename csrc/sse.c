@@ -67,6 +67,14 @@ static inline char *sseBase64(char *o, const unsigned char *d) { /* 32 bytes -> 
 }
 
 /* Bytes of the escaped path, quotes excluded. */
+/* The line separators JSON leaves raw but line splitters do not (U+0085, U+2028, U+2029): bytes of the
+ * UTF-8 sequence at p[i] (2 or 3), or 0 when p[i] starts none of them. */
+static inline size_t sseSeparatorAt(const unsigned char *p, size_t i, size_t n) {
+    if (p[i] == 0xC2 && i + 1 < n && p[i + 1] == 0x85) return 2;
+    if (p[i] == 0xE2 && i + 2 < n && p[i + 1] == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)) return 3;
+    return 0;
+}
+
 static size_t sseEscapedLen(const unsigned char *p, size_t n) {
     size_t len = n;
     for (size_t i = 0; i < n; i++) {
@@ -75,6 +83,12 @@ static size_t sseEscapedLen(const unsigned char *p, size_t n) {
             len += (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') ? 1 : 5;
         } else if (c == '"' || c == '\\') {
             len += 1;
+        } else if (c == 0xC2 || c == 0xE2) {
+            size_t k = sseSeparatorAt(p, i, n);
+            if (k) {
+                len += 6 - k; /* \uXXXX */
+                i += k - 1;
+            }
         }
     }
     return len;
@@ -101,12 +115,25 @@ static inline char *sseEscape(char *o, const unsigned char *p, size_t n) {
     size_t i = 0;
     while (i < n) {
         size_t j = i;
-        while (j < n && p[j] >= 0x20 && p[j] != '"' && p[j] != '\\') j++;
+        while (j < n && p[j] >= 0x20 && p[j] != '"' && p[j] != '\\' && p[j] != 0xC2 && p[j] != 0xE2) j++;
         if (j > i) {
             memcpy(o, p + i, j - i);
             o += j - i;
             i = j;
             if (i == n) break;
+        }
+        if (p[i] == 0xC2 || p[i] == 0xE2) {
+            size_t k = sseSeparatorAt(p, i, n);
+            if (!k) { /* any other character: raw */
+                *o++ = (char)p[i++];
+                continue;
+            }
+            SSE_PUTS(o, "\\u");
+            if (k == 2) SSE_PUTS(o, "0085");
+            else if (p[i + 2] == 0xA8) SSE_PUTS(o, "2028");
+            else SSE_PUTS(o, "2029");
+            i += k;
+            continue;
         }
         unsigned char c = p[i++];
         *o++ = '\\';

@@ -29,9 +29,10 @@
  *   data: {"seq":S,"user":"U","path":P,"hash":"<b64 digest>","size":N,"ts":T}\n
  *   \n
  *
- * (DEL: no "hash" and "size").  P is json.dumps(path, ensure_ascii=False):
- * '"' and '\' escaped, control bytes as \b \f \n \r \t or \u00xx, every
- * other byte (UTF-8, 0x7f) raw.
+ * (DEL: no "hash" and "size").  P is engine.jsontext.dumps(path): '"' and
+ * '\' escaped, control bytes as \b \f \n \r \t or \u00xx, the line
+ * separators U+0085, U+2028, U+2029 as \u0085 \u2028 \u2029, every other
+ * byte (UTF-8, 0x7f) raw.
  *
  * The filter is ONE subscription pattern (the Python matcher of
  * engine/pubsub/subscription.py for a single pattern):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .api import ops, storage
+from .admin import api as admin_api
+from .api import ops, signup, storage
 from .api.read_cache import ReadCache
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
@@ -21,6 +22,8 @@ from .http.auth import Authenticator
 from .http.message import (Request, Response, StreamResponse, cors_headers, cors_lines, error_response,
                            from_client_error)
 from .metrics import Metrics
+from .policy import Policy
+from .policy.users import UserTable
 
 log = logging.getLogger("homestream.app")
 
@@ -43,11 +46,14 @@ class App:
             "storage_put": storage.storage_put,
             "storage_delete": storage.storage_delete,
             "storage_post": storage.storage_post,
+            "signup": signup.signup,
+            "admin": admin_api.admin,
         }
         self.hub: Any = None
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        self._install_policy(settings, keyspace)
         if settings.read_cache_bytes > 0 and keyspace is not None:
             cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)
             m = self.metrics
@@ -61,6 +67,23 @@ class App:
             m.gauge("homestream_read_cache_bytes", "bytes of framed answers held by the read cache",
                     lambda: cache.bytes)
             m.gauge("homestream_read_cache_entries", "answers held by the read cache", lambda: len(cache))
+
+    def _install_policy(self, settings: Settings, keyspace: Any) -> None:
+        """SPEC 5.2: signups, quotas, rate limits (engine/policy) and the admin API's secret (engine/admin)."""
+        table = UserTable.open(settings.data) if keyspace is not None else UserTable(settings.data)
+        if table.dropped_bytes:
+            log.warning("%s: dropped a torn tail of %d bytes", table.path, table.dropped_bytes)
+        policy = self.policy = Policy(settings, keyspace, table)
+        self.auth.write_gate = policy.admit_write
+        if keyspace is not None and policy.quota is not None:
+            keyspace.put_guard = policy.quota
+        # the read cache answers before any Request exists: it charges the client's request bucket itself
+        self.fast_admit = policy.fast_admit if policy.ip_requests is not None else None
+        self.admin_secret = admin_api.load_secret(settings.admin_secret_file) if settings.admin_secret_file else None
+        m = self.metrics
+        for reason in policy.refused:
+            m.gauge(f"homestream_policy_{reason}_total", f"requests refused {reason.replace('_', ' ')} (SPEC 5.2)",
+                    lambda reason=reason: policy.refused[reason])
 
     def add_handlers(self, handlers: dict[str, Handler]) -> None:
         self.handlers.update(handlers)
@@ -88,6 +111,14 @@ class App:
         return self._dispatch(request, target_error)
 
     def _dispatch(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
+        response = self._run(request, target_error)
+        # a refused request leaves its signature unused (auth.py); a handler that answers later (a Deferred, as
+        # the admin API's batched deletes) has accepted its request
+        self.auth.settle(getattr(response, "status", 200) < 300)
+        return response
+
+    def _run(self, request: Request, target_error: ClientError | None = None) -> Response | StreamResponse:
+        policy = self.policy
         try:
             if target_error is not None:
                 raise target_error
@@ -95,9 +126,12 @@ class App:
             handler = self.handlers.get(route.handler)
             if handler is None:
                 return error_response(501, "not_implemented", f"{route.handler} is not available in this build")
-            return handler(self, request, route.param)
+            if not policy.watching or route.handler == "admin":
+                return handler(self, request, route.param)
+            policy.begin(request)  # SPEC 5.2: per-address limits, answered in SPEC order (engine/policy/gate.py)
+            return policy.finish(request, handler(self, request, route.param), StreamResponse)
         except ClientError as exc:
-            return from_client_error(exc)
+            return from_client_error(policy.settle(exc))
         except LogFull as exc:
             log.error("write refused: %s", exc)
             return error_response(507, "insufficient_storage", str(exc))
@@ -107,3 +141,5 @@ class App:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(500, "internal_error", "internal server error")
+        finally:
+            policy.pending = None

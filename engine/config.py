@@ -64,6 +64,27 @@ class Settings:
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
+    # ---- a public server (SPEC 5.2): signups, quotas, rate limits, admin API (engine/policy, engine/admin) ----
+    signup: str = _f("open", "who may write: open (anyone signed), token (after POST /signup?token=), closed")
+    user_quota_bytes: int = _f(0, "most live bytes (sum of current value sizes) per user; past it 507; 0 is off")
+    rate_user_writes: float = _f(0.0, "writes per second per user (token bucket, burst the same); past it 429; 0 is off")
+    rate_ip_requests: float = _f(0.0, "requests per second per client address (burst the same); past it 429; 0 is off")
+    rate_ip_streams: int = _f(0, "most open event streams per client address; past it 429; 0 is off")
+    trusted_proxies: list = _f([], "CIDR ranges of reverse proxies whose X-Forwarded-For names the client address")
+    admin_secret_file: str = _f("", "file holding the admin API's bearer secret; empty: /admin/ is 404")
+    # request cost bounded by the server's data (issue 21: seed API, /sync, history endpoints)
+    seed_max_storages: int = _f(64, "most distinct storage entries in one /get (an exact repeat counts once); "
+                                "more is 400")
+    seed_max_filters: int = _f(64, "most bloomFilters one /get carries; more is 400")
+    seed_max_hashes: int = _f(10000, "most content hashes one /get lists, in all its storages; more is 400")
+    bloom_max_count: int = _f(1_000_000, "largest /bloom count a client may claim past the storage's own item count; "
+                              "more is 400 (the filter for 1M items is 1.2 MB)")
+    sync_max_symbols: int = _f(1_000_000, "most coded symbols one /sync decodes with, and a collection's sketch holds "
+                               "(24 bytes each); below that the budget is 2 x the server's item count + 256")
+    sync_session_bytes: int = _f(32 * MiB, "memory for the symbols /sync sessions keep between rounds, all "
+                                 "sessions together (bytes); the oldest sessions are dropped past it")
+    history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
+                                   "examines; past it the answer stops early, with a cursor to go on from")
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -72,7 +93,9 @@ class Settings:
             raise ValueError(f"port must be 1..65535, not {self.port}")
         for name in ("segment_bytes", "max_body_bytes", "max_header_bytes", "max_request_line",
                      "max_connections", "inline_max", "send_queue_bytes", "max_lag_bytes", "max_patterns",
-                     "body_min_rate"):
+                     "body_min_rate",
+                     "seed_max_storages", "seed_max_filters", "seed_max_hashes", "bloom_max_count",
+                     "sync_max_symbols", "sync_session_bytes", "history_scan_records"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.segment_bytes < 64 * KiB:
@@ -89,6 +112,22 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.signup not in ("open", "token", "closed"):
+            raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
+        for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative (0 turns it off)")
+        from .policy.clientaddr import parse_networks
+
+        parse_networks(self.trusted_proxies)  # ValueError naming a bad range
+        if self.admin_secret_file:
+            try:
+                secret = Path(self.admin_secret_file).read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"admin_secret_file: cannot read {self.admin_secret_file}: {exc.strerror}") from None
+            if not secret:
+                raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
+                                 "(make a secret with: openssl rand -hex 32)")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self

@@ -47,6 +47,31 @@ class NotFound(ClientError):
     code = "not_found"
 
 
+class Forbidden(ClientError):
+    """A signed request by a user who may not do this here: not signed up, or disabled (SPEC 5.2)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class QuotaExceeded(ClientError):
+    """A write that would take the user's live bytes past --user-quota-bytes (SPEC 5.2)."""
+
+    status = 507
+    code = "quota_exceeded"
+
+
+class RateLimited(ClientError):
+    """Over a rate limit (SPEC 5.2); answered with `Retry-After: retry_after` (whole seconds, at least 1)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"

@@ -150,11 +150,14 @@ def split_key(target: str) -> tuple[str, str]:
 
 
 _URI_ESCAPES = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F, ord("%")]}
+# the characters some line splitters take for a line break (U+0085 NEL, U+2028, U+2029), as their UTF-8 bytes
+_URI_ESCAPES.update({0x85: "%C2%85", 0x2028: "%E2%80%A8", 0x2029: "%E2%80%A9"})
 
 
 def key_uri(user: str, path: str) -> str:
-    """`pubky://<user><path>`, with control characters and '%' percent-encoded so that a URI is always one
-    line of the line-based formats (listings, /events/, /events-stream) and decodes back to the path."""
+    """`pubky://<user><path>`, with control characters, '%' and the line separators U+0085, U+2028, U+2029
+    percent-encoded so that a URI is always one line of the line-based formats (listings, /events/,
+    /events-stream), whatever splits the lines, and decodes back to the path."""
     return f"pubky://{user}{path.translate(_URI_ESCAPES)}"
 
 
@@ -194,6 +197,8 @@ def parse_resume_point(text: str) -> int:
             raise InvalidName(f"invalid event id {text!r}: seq beyond 2^64-1")
         return value
     if _DECIMAL.match(head):
+        if len(head.lstrip("0")) > 20:  # past 2^64-1 (and past what int() converts in Python 3.11)
+            raise InvalidName(f"invalid seq {text[:40]!r}...: beyond 2^64-1")
         value = int(head)
         if value > MAX_SEQ:
             raise InvalidName(f"invalid seq {text!r}: beyond 2^64-1")

@@ -217,6 +217,10 @@ async def serve(settings: Settings, ready: Any = None) -> int:
         for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
                      banner):
             log.warning(line)
+    from .policy.gate import startup_warnings
+
+    for line in startup_warnings(settings):
+        log.warning(line)
     server = Server(settings, app, loop)
     await server.start()
     stop = asyncio.Event()

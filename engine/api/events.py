@@ -53,13 +53,13 @@ def subscribe(app: "App", request: Request, param: str) -> StreamResponse:
     limit = parse_limit(request.arg("limit"), maximum=1 << 62) if request.arg("limit") is not None else None
     live = parse_bool(request.arg("live"), "live", default=True)
     inline = parse_bool(request.arg("inline"), "inline", default=False)
+    if request.http_version != b"1.1":
+        raise BadRequest("event streams need HTTP/1.1")  # a parameter of the request: before auth
     reader = stream_reader(app, request, "/subscribe")
     for pattern in patterns:
         if pattern.user is not None and not is_public(pattern.path) and pattern.path != "/":
             if reader != pattern.user:
                 raise Unauthorized(f"pattern {pattern.text!r} names a private path: it needs the owner's signature")
-    if request.http_version != b"1.1":
-        raise BadRequest("event streams need HTTP/1.1")
     hub = app.hub
 
     def start(conn: Any) -> Subscription:

@@ -7,18 +7,26 @@
 Public events only, plus the signer's own private events when the request is signed (signed paths `/events/`
 and `/events-stream`). Cursors are decimal seqs; a cursor is exclusive (events strictly after it, or strictly
 before it with reverse=true).
+
+What a request costs is bounded by what it returns, not by the log (engine/pubsub/history.py finds the wanted
+records in C over raw slices): an /events/ page and a reverse stream examine at most `history_scan_records`
+records. A page that stops on that budget ends with `cursor: <the last seq examined>` (even with no event
+listed), so a client moves on; a reverse stream that stops on it simply ends, its last event's cursor being where
+to continue. A forward stream's history is paced a slice per loop turn by its Subscription.
 """
 
 from __future__ import annotations
 
-import collections
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import BadRequest
 from ..http.message import Request, Response, StreamResponse
-from ..http.sse import END_OF_BODY, chunk, text_frame
+from ..http.paced import PacedBody
+from ..http.sse import text_frame
 from ..log.record import PUT
 from ..names import Pattern, decode_user, encode_content_hash, is_public, key_uri, parse_resume_point
+from ..pubsub import history
+from ..pubsub.history import ScanFilter
 from ..pubsub.subscription import Subscription
 from .events import SSE_HEADERS, stream_reader
 from .storage import parse_bool, parse_limit
@@ -41,16 +49,14 @@ def events_page(app: "App", request: Request, param: str) -> Response:
     cursor = parse_resume_point(cursor_text) if cursor_text else 0
     limit = parse_limit(request.arg("limit"))
     reader = app.auth.reader(request.header(b"authorization"), "GET", "/events/")
-    visible = visible_to(reader)
-    lines: list[str] = []
-    last = None
-    for record in app.log.read_from(cursor + 1, until=app.hub.published_seq):
-        if visible(record):
-            lines.append(f"{KIND_TEXT[record.kind]} {key_uri(record.user, record.path)}")
-            last = record.seq
-            if len(lines) >= limit:
-                break
-    if last is None:
+    page = history.scan(app.log, cursor + 1, app.hub.published_seq, ScanFilter(None, "", reader),
+                        budget=app.settings.history_scan_records, max_hits=limit)
+    lines = [f"{KIND_TEXT[r.kind]} {key_uri(r.user, r.path)}" for r in page.records]
+    if page.records and (page.complete or len(page.records) >= limit):
+        last = page.records[-1].seq  # SPEC 3.5: the last event listed
+    elif not page.complete and page.last > cursor:
+        last = page.last  # stopped on the scan budget: the last seq examined, so the client moves on
+    else:
         return Response(200, [(b"content-type", b"text/plain; charset=utf-8")], b"")
     lines.append(f"cursor: {last}")
     return Response(200, [(b"content-type", b"text/plain; charset=utf-8")], "\n".join(lines).encode("utf-8"))
@@ -99,29 +105,56 @@ def events_stream(app: "App", request: Request, param: str) -> StreamResponse:
 
     hub = app.hub
     if reverse:
-        return StreamResponse(200, list(SSE_HEADERS), lambda conn: _reverse(app, conn, users, prefix, visible, limit))
+        budget = app.settings.history_scan_records
+        return StreamResponse(200, [*SSE_HEADERS, (b"connection", b"close")],  # the body ends with the connection
+                              lambda conn: _reverse(app, conn, users, prefix, reader, limit, budget))
     patterns = [Pattern(f"{u}{prefix}*", u, prefix, True) for u in users]
     after = min(users.values())
+    scan = ScanFilter({u: (c, 0) for u, c in users.items()}, prefix, reader)
 
     def start(conn: Any) -> Subscription:
         sub = Subscription(hub, conn, patterns, reader, limit=limit, live=live, encoder=pubky_frame,
-                           matches=matches, quiet=True)
+                           matches=matches, quiet=True, scan=scan)
         return hub.attach(sub, after)
 
     return StreamResponse(200, list(SSE_HEADERS), start)
 
 
-def _reverse(app: "App", conn: Any, users: dict[str, int], prefix: str, visible: Callable[[Any], bool],
-             limit: int | None) -> None:
-    """History newest first: with a cursor, events strictly before it. Written at once, then the body ends."""
-    keep: collections.deque[bytes] = collections.deque(maxlen=limit or None)
-    for record in app.log.read_from(0, until=app.hub.published_seq):
-        cursor = users.get(record.user)
-        if cursor is None or not record.path.startswith(prefix) or not visible(record):
-            continue
-        if cursor and record.seq >= cursor:
-            continue
-        keep.append(chunk(pubky_frame(record)))
-    conn.transport.writelines(list(reversed(keep)) + [END_OF_BODY])
-    conn.transport.close()
-    return None
+REVERSE_WINDOW = 4096  # seqs scanned forward at a time, newest window first
+
+
+def _reverse(app: "App", conn: Any, users: dict[str, int], prefix: str, reader: str | None, limit: int | None,
+             budget: int) -> PacedBody:
+    """History newest first (with a cursor, events strictly before it), written a window at a time while the
+    peer reads: windows of at most REVERSE_WINDOW seqs, scanned forward in C, sent reversed. At most `budget`
+    records examined and `limit` events sent in all; then the body ends."""
+    log = app.log
+    filt = ScanFilter({u: (0, c) for u, c in users.items()}, prefix, reader)
+    top = app.hub.published_seq
+    if all(users.values()):
+        top = min(top, max(users.values()) - 1)
+    state = {"hi": top, "left": limit if limit is not None else -1, "budget": budget}
+
+    def piece(out_budget: int) -> tuple[bytes, bool]:
+        out: list[bytes] = []
+        size = 0
+        while size < out_budget:
+            hi, left, room = state["hi"], state["left"], state["budget"]
+            first = log.first_seq
+            if hi < first or left == 0 or room <= 0:
+                return b"".join(out), True
+            lo = max(first, hi - min(REVERSE_WINDOW, room) + 1)  # a window never needs more than the budget left
+            page = history.scan(log, lo, hi, filt, budget=room, max_hits=REVERSE_WINDOW)
+            state["budget"] = room - page.examined
+            state["hi"] = lo - 1
+            for record in reversed(page.records):
+                if left == 0:
+                    break
+                frame = pubky_frame(record)
+                out.append(frame)
+                size += len(frame)
+                left -= 1
+            state["left"] = left
+        return b"".join(out), False
+
+    return PacedBody(conn, piece, chunked=True).start()

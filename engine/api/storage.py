@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..errors import BadRequest, InvalidName, NotFound, Unauthorized
+from ..errors import BadRequest, InvalidName, NotFound, Unauthorized, ValueTooLarge
 from ..http.message import Request, Response
 from ..log.record import PUT
-from ..names import (encode_content_hash, percent_decode, event_id, is_directory, is_public, item_name, key_uri, split_key)
+from ..names import (MAX_PATH_BYTES, USER_ID_LENGTH, encode_content_hash, percent_decode, event_id, is_directory,
+                     is_public, item_name, key_uri, split_key)
 
 if TYPE_CHECKING:
     from ..app import App
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+MAX_CONTENT_TYPE_BYTES = 1024  # what a log record holds (engine/log/store.py refuses more)
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 1000
 
@@ -44,9 +46,12 @@ def require_reader(app: "App", request: Request, owner: str, path: str) -> None:
 def parse_limit(text: str | None, default: int = LIST_DEFAULT_LIMIT, maximum: int = LIST_MAX_LIMIT) -> int:
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or int(text) == 0:
-        raise BadRequest(f"limit must be a positive whole number, not {text!r}")
-    return min(int(text), maximum)
+    digits = text.lstrip("0")
+    if not text.isascii() or not text.isdigit() or not digits:
+        raise BadRequest(f"limit must be a positive whole number, not {text[:40]!r}")
+    if len(digits) > 20:
+        return maximum  # a number this long is past every maximum (and past what int() converts)
+    return min(int(digits), maximum)
 
 
 def parse_bool(text: str | None, name: str, default: bool = False) -> bool:
@@ -59,13 +64,36 @@ def parse_bool(text: str | None, name: str, default: bool = False) -> bool:
     raise BadRequest(f"{name} must be true or false, not {text!r}")
 
 
+def check_value_size(app: "App", body: bytes) -> None:
+    """413 for a value the log would refuse, before names and auth (SPEC 2 order: size, names, auth)."""
+    limit = getattr(app.log, "max_value_bytes", None)
+    if limit is not None and len(body) > limit:
+        raise ValueTooLarge(f"value of {len(body)} bytes is over the limit of {limit} bytes")
+
+
+def write_content_type(request: Request) -> str:
+    """The Content-Type to store (400 when the log cannot hold it): checked before auth, as every header."""
+    content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
+    if len(content_type.encode("utf-8")) > MAX_CONTENT_TYPE_BYTES:
+        raise InvalidName(f"Content-Type longer than {MAX_CONTENT_TYPE_BYTES} bytes")
+    return content_type
+
+
+def check_item_dir(dir_path: str) -> None:
+    """400 before auth when `<dir><item name>` would be longer than a path may be."""
+    if len(dir_path.encode("utf-8")) + USER_ID_LENGTH > MAX_PATH_BYTES:
+        raise InvalidName(f"a collection's items are named <dir><52-char name>: the directory leaves no room "
+                          f"for a name within {MAX_PATH_BYTES} bytes")
+
+
 def storage_put(app: "App", request: Request, param: str) -> Response:
+    body = request.body
+    check_value_size(app, body)
     user, path = split_key(request.path)
     if is_directory(path):
         raise InvalidName(f"cannot PUT a directory path {path!r}")
-    body = request.body
+    content_type = write_content_type(request)
     app.auth.authorize_write(request.header(b"authorization"), "PUT", request.path, body, user)
-    content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
     record, created = app.keyspace.put(user, path, body, content_type)
     return Response(201 if created else 204, write_headers(record.digest, record.seq, user), b"", record.seq)
 
@@ -138,12 +166,14 @@ def storage_delete(app: "App", request: Request, param: str) -> Response:
 
 
 def storage_post(app: "App", request: Request, param: str) -> Response:
+    body = request.body
+    check_value_size(app, body)
     user, path = split_key(request.path)
     if not is_directory(path):
         raise InvalidName(f"POST appends to a collection: the path must end with '/', not {path!r}")
-    body = request.body
+    check_item_dir(path)
+    content_type = write_content_type(request)
     app.auth.authorize_write(request.header(b"authorization"), "POST", request.path, body, user)
-    content_type = request.header(b"content-type") or DEFAULT_CONTENT_TYPE
     status, record_or_entry, item_path = append_item(app, user, path, body, content_type)
     location = quote(f"/{user}{item_path}", safe="/").encode("ascii")  # a path may hold any UTF-8, even CR/LF
     headers = [(b"location", location), (b"etag", etag(record_or_entry.digest))]

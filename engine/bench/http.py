@@ -40,20 +40,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5,
                         help="each phase is cut into this many slices, the servers taking turns slice by slice, "
                              "so a machine that slows down for a while slows every server alike")
+    parser.add_argument("--policy", action="store_true",
+                        help="also run homestream with token signups, a quota and rate limits on (limits too high "
+                             "to refuse) as 'homestream+policy', beside the same server with them off")
 
 
 def _start(name: str, data: str) -> tuple[subprocess.Popen, int]:
+    from .policy import POLICY_SERVER, policy_flags, sign_up_bench_user
+
     port = free_port()
-    if name == "homestream":
+    if name in ("homestream", POLICY_SERVER):
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--data", data, "--port", str(port),
                "--fsync", "batch", "--log-level", "warning"]
+        if name == POLICY_SERVER:
+            cmd += policy_flags(data)
     elif name == "bare-h11":
         cmd = [sys.executable, "-m", "engine.bench.peers.bare_h11", str(port)]
     else:
         cmd = [sys.executable, "-m", "engine.bench.peers.starlette_dict", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_listening(proc, port, name, lambda: proc.stderr.read().decode())
+    if name == POLICY_SERVER:
+        sign_up_bench_user(port, data, BENCH_SEED)
     return proc, port
+
+
+BENCH_SEED = b"\x07" * 32  # the signing key of every bench PUT
 
 
 def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
@@ -63,7 +75,7 @@ def _signed_puts(n: int, body: bytes) -> tuple[list[bytes], list[bytes]]:
     from ..http.auth import sign_request
     from ..names import encode_user
 
-    key = nacl.signing.SigningKey(b"\x07" * 32)
+    key = nacl.signing.SigningKey(BENCH_SEED)
     user = encode_user(bytes(key.verify_key))
     now = int(time.time())
     puts, gets = [], []
@@ -208,6 +220,10 @@ def ratios(results: dict) -> tuple[dict, dict]:
              "get_vs_starlette": ("get", "starlette")}
     whole, by_round = {}, {}
     hs = results.get("homestream")
+    on = results.get("homestream+policy")  # --policy: the same server with SPEC 5.2's checks on
+    for phase in ("put", "get", "get_hot") if hs is not None and on is not None else ():
+        if hs[phase]["req_per_s"]:
+            whole[f"{phase}_policy_on_vs_off"] = round(on[phase]["req_per_s"] / hs[phase]["req_per_s"], 3)
     for key, (phase, peer) in pairs.items():
         other = results.get(peer)
         if hs is None or other is None or not other[phase]["req_per_s"]:
@@ -278,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if args.policy and "homestream+policy" not in names:
+        names.insert(names.index("homestream") + 1 if "homestream" in names else 0, "homestream+policy")
     if "starlette" in names and not (importlib.util.find_spec("uvicorn") and importlib.util.find_spec("starlette")):
         print("bench http: skipping starlette: install the loadtest extra (pip install -e '.[loadtest]')",
               file=sys.stderr)
@@ -314,10 +332,10 @@ def run(args: argparse.Namespace) -> int:
                         if not requests:
                             continue
                         cpu0, threads0 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                        counts0 = read_cache_counts(port) if name == "homestream" else None
+                        counts0 = read_cache_counts(port) if name.startswith("homestream") else None
                         result = uvloop.run(_phase(port, requests, args.connections, slice_s, wrap=wrap))
                         cpu1, threads1 = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
-                        counts1 = read_cache_counts(port) if name == "homestream" else None
+                        counts1 = read_cache_counts(port) if name.startswith("homestream") else None
                         if phase == "put":  # GET only what was stored
                             stored[name].extend(gets[sent[name] + i] for i in result["succeeded"])
                             sent[name] += result["next_index"]

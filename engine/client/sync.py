@@ -224,7 +224,9 @@ def _run(s: _Session, local: LocalCollection, server_count: int | None) -> SyncR
         if resp.status == wire.SALT:
             return _full(s, local, "the server uses another salt for this collection")
         if resp.status == wire.MORE:
-            need = max(resp.need, resp.have + 1)
+            if resp.need <= resp.have:  # the server will use no more symbols (its cap): take the exact list
+                return _full(s, local, "the difference is past what the server decodes")
+            need = resp.need
             if need * 13 > 32 * max(resp.count, 1) + 4096:
                 return _full(s, local, "the difference is as large as the collection")
             resp = s.post(wire.SyncRequest(wire.OP_MORE, token=resp.token, start=resp.have,

@@ -15,6 +15,7 @@ BENCHES = {
     "http": "engine.bench.http",
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
+    "policy": "engine.bench.policy",
 }
 
 

@@ -4,6 +4,10 @@ The signature is ed25519 over `HS1\\n<METHOD>\\n<decoded path>\\n<unix-seconds>\
 Invariants: every failure is Unauthorized (401), never 400; a write signature is accepted at most once inside
 the skew window (the replay memory keeps a 16-byte digest per accepted write and forgets it when the window
 passes, so memory is bounded by the write rate times the window); read signatures may be reused.
+A write signature is remembered only once its request was accepted: `verify` checks that it is new and keeps it
+aside, and the app `settle`s it after the handler -- remembered on a 2xx answer, dropped on any refusal (a 4xx
+or 5xx raised or answered after the check: a name, a quota, a full disk), so a refused request never uses up
+its signature.
 """
 
 from __future__ import annotations
@@ -87,16 +91,25 @@ class ReplayMemory:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check_and_remember(self, signature: bytes, timestamp: int, now: float) -> bool:
-        """True if new (and now remembered), False if it was already accepted."""
+    def seen(self, signature: bytes, now: float) -> bool:
+        """Was this signature already accepted inside the window?"""
         self._forget(now)
-        digest = signature[:16]  # ed25519's R: unique per (key, message) for a deterministic signer
+        return signature[:16] in self._seen  # ed25519's R: unique per (key, message) for a deterministic signer
+
+    def remember(self, signature: bytes, timestamp: int, now: float) -> bool:
+        """Remember an accepted signature; False (and nothing changed) if it was already remembered."""
+        self._forget(now)
+        digest = signature[:16]
         if digest in self._seen:
             return False
         self._seen.add(digest)
         # kept until the signature can no longer pass the skew check
         self._expiry.append((max(timestamp + self.window, now) + 1, digest))
         return True
+
+    def check_and_remember(self, signature: bytes, timestamp: int, now: float) -> bool:
+        """True if new (and now remembered), False if it was already accepted."""
+        return self.remember(signature, timestamp, now)
 
     def _forget(self, now: float) -> None:
         expiry = self._expiry
@@ -128,6 +141,8 @@ class Authenticator:
         self.clock = clock
         self.replay = ReplayMemory(skew)
         self._checked: Checked | None = None  # the answer `remember`ed for the request being handled
+        self.write_gate: Callable[[str], None] | None = None  # Policy.admit_write: may raise 403/429
+        self._unsettled: list[tuple[bytes, int, float]] = []  # write signatures of the request being handled
 
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
@@ -161,16 +176,28 @@ class Authenticator:
             valid = _check_inline(creds.signature, message, creds.public_key)
         if not valid:
             raise Unauthorized("bad signature")
-        if write and not self.replay.check_and_remember(creds.signature, creds.timestamp, now):
-            raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
+        if write:
+            if self.replay.seen(creds.signature, now) or any(u[0] == creds.signature for u in self._unsettled):
+                raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
+            self._unsettled.append((creds.signature, creds.timestamp, now))
         return creds.signer
 
+    def settle(self, accepted: bool) -> None:
+        """After a handler: remember the write signatures it checked if its request was accepted, else drop
+        them so that the same signed request can be sent again (the app calls this once per request)."""
+        if self._unsettled:
+            if accepted:
+                for signature, timestamp, now in self._unsettled:
+                    self.replay.remember(signature, timestamp, now)
+            self._unsettled.clear()
+
     def authorize_write(self, header: str | None, method: str, path: str, body: bytes, owner: str) -> None:
-        if self.open_writes:
-            return
-        signer = self.verify(header, method, path, body, write=True)
-        if signer != owner:
-            raise Unauthorized("the signer is not the user this path belongs to")
+        if not self.open_writes:
+            signer = self.verify(header, method, path, body, write=True)
+            if signer != owner:
+                raise Unauthorized("the signer is not the user this path belongs to")
+        if self.write_gate is not None:  # SPEC 5.2: signup and rate limits, right after auth (engine/policy)
+            self.write_gate(owner)
 
     def reader(self, header: str | None, method: str, path: str) -> str | None:
         """The authenticated reader, or None when no credentials were sent. Bad credentials are 401."""

@@ -386,6 +386,8 @@ class HttpConnection(asyncio.Protocol):
         data = cache.lookup(target)
         if data is None:
             return False
+        if self.app.fast_admit is not None and not self.app.fast_admit(self.peer, headers):
+            return False  # over the client's request rate (engine/policy): the ordinary path answers 429
         self._send_fast(data, 200, 0, False)
         return True
 

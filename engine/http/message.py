@@ -7,7 +7,6 @@ body `{"error", "message"}`; CORS headers are added in one place (`cors_headers`
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -15,6 +14,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from ..errors import ClientError, InvalidName
+from ..jsontext import dumps_bytes
 from ..names import percent_decode
 
 JSON_TYPE = b"application/json"
@@ -85,7 +85,8 @@ def parse_target(raw_target: bytes) -> tuple[str, list[tuple[str, str]]]:
 
 
 def json_body(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Strict JSON (engine/jsontext.py): ValueError for NaN/Infinity, line separators escaped."""
+    return dumps_bytes(value)
 
 
 def json_response(status: int, value: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
@@ -97,7 +98,11 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def from_client_error(exc: ClientError) -> Response:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after", None)  # RateLimited (SPEC 5.2)
+    if retry_after is not None:
+        response.headers.append((b"retry-after", b"%d" % retry_after))
+    return response
 
 
 _cors_cache: dict[tuple[bytes | None, frozenset[bytes]], bytes] = {}

@@ -30,12 +30,15 @@ _FIXED: dict[str, dict[str, str]] = {
     "/events-stream": {"GET": "pubky_events_stream"},
     "/get": {"GET": "seed_get", "POST": "seed_get"},
     "/bloom": {"GET": "seed_bloom", "POST": "seed_bloom"},
+    "/signup": {"POST": "signup"},
 }
 
 _PREFIXED: list[tuple[str, dict[str, str]]] = [
     ("/set/", {"POST": "seed_set"}),
     ("/sync/", {"POST": "sync"}),
 ]
+
+ADMIN_PREFIX = "/admin/"
 
 _STORAGE = {"GET": "storage_get", "HEAD": "storage_get", "PUT": "storage_put", "DELETE": "storage_delete",
             "POST": "storage_post"}
@@ -47,6 +50,8 @@ def route(method: str, path: str) -> Route:
     methods = _FIXED.get(path)
     if methods is not None:
         return _pick(methods, method, path)
+    if path.startswith(ADMIN_PREFIX):  # every method: the admin API answers 404 when off (engine/admin)
+        return Route("admin", path[len(ADMIN_PREFIX):])
     for prefix, methods in _PREFIXED:
         if path.startswith(prefix):
             return _pick(methods, method, path, path[len(prefix):])

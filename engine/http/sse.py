@@ -8,8 +8,7 @@ produced (an empty chunk would end the HTTP body).
 
 from __future__ import annotations
 
-import json
-
+from ..jsontext import dumps as _dumps
 from ..log.record import DEL, PUT
 from base64 import b64encode
 
@@ -18,7 +17,6 @@ from ..names import _CROCKFORD_PAIRS as _PAIRS, CROCKFORD_ALPHABET as _CROCK
 RETRY_MS = 2000
 KEEPALIVE = b": keep-alive\n\n"
 END_OF_BODY = b"0\r\n\r\n"
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _KIND = {PUT: "PUT", DEL: "DEL"}
 
 

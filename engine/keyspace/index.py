@@ -10,7 +10,10 @@
 #   key, measured by `homestream bench log`);
 # - paths are kept as UTF-8 bytes, per user: bytes order is the lexicographic order of SPEC 2 listings;
 # - the index changes only after the log accepted the record (a ClientError from the log changes nothing);
-# - a key is live iff the index points at it; retention keeps exactly the live records and reports their moves.
+# - a key is live iff the index points at it; retention keeps exactly the live records and reports their moves;
+# - a user's live bytes (the sum of their current values' sizes, for quotas) are derived from the index on first
+#   ask and then kept current by put/delete; retention moves records without changing sizes, so the figure is
+#   exact across restarts, compaction and retention; `put_guard` sees it before a PUT is appended.
 
 from __future__ import annotations
 
@@ -58,6 +61,8 @@ class Keyspace:
         self._users: dict[bytes, dict[bytes, int]] = {}
         self._sorted: dict[bytes, list[bytes]] = {}
         self._listeners: list[Callable] = []
+        self._live_bytes: dict[bytes, int] = {}  # per user, once asked (live_bytes); kept current by put/delete
+        self.put_guard: Callable[[str, int, int, int], None] | None = None  # (user, live, old, new): may raise
         self._owns_log = False
         self.log = log
         if log is not None:
@@ -197,6 +202,36 @@ class Keyspace:
     def users(self) -> list[str]:
         return sorted(u.decode("ascii") for u in self._users)
 
+    def has_user(self, user: str) -> bool:
+        """True when the user holds at least one live key."""
+        return self._key(user, "/")[0] in self._users
+
+    def user_keys(self, user: str) -> int:
+        d = self._users.get(self._key(user, "/")[0])
+        return len(d) if d is not None else 0
+
+    def paths(self, user: str) -> list[str]:
+        """Every live path of the user, in byte order."""
+        user_b, _ = self._key(user, "/")
+        if user_b not in self._users:
+            return []
+        return [p.decode("utf-8") for p in self._sorted_paths(user_b)]
+
+    def live_bytes(self, user: str) -> int:
+        """The sum of the sizes of the user's current values (computed from the index once, then kept)."""
+        user_b, _ = self._key(user, "/")
+        return self._user_bytes(user_b)
+
+    def _user_bytes(self, user_b: bytes) -> int:
+        total = self._live_bytes.get(user_b)
+        if total is None:
+            d = self._users.get(user_b)
+            if not d:
+                return 0
+            header_at = self.log.header_at
+            total = self._live_bytes[user_b] = sum(header_at(loc)[5] for loc in d.values())
+        return total
+
     # ---- writing ----
 
     def add_listener(self, fn: Callable[[int, str, str, Record], None]) -> None:
@@ -214,13 +249,24 @@ class Keyspace:
         """Append a PUT and point the key at it: (record, created)."""
         if path.endswith("/"):
             raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
-        digest = content_digest(value)
-        rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
         user_b, path_b = self._key(user, path)
         d = self._users.get(user_b)
+        old_loc = d.get(path_b) if d is not None else None
+        live = self._live_bytes.get(user_b)
+        guard = self.put_guard
+        if guard is not None or live is not None:
+            old_size = self.log.header_at(old_loc)[5] if old_loc is not None else 0
+            if guard is not None:
+                if live is None:
+                    live = self._user_bytes(user_b)
+                guard(user, live, old_size, len(value))
+        digest = content_digest(value)
+        rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
+        if live is not None:
+            self._live_bytes[user_b] = live - old_size + len(value)
         if d is None:
             d = self._users[user_b] = {}
-        created = path_b not in d
+        created = old_loc is None
         d[path_b] = rec.loc
         if created:
             sp = self._sorted.get(user_b)
@@ -237,6 +283,9 @@ class Keyspace:
         if d is None or path_b not in d:
             return None
         rec = self.log.append(DEL, user, path, ts=ts)
+        live = self._live_bytes.get(user_b)
+        if live is not None:
+            self._live_bytes[user_b] = live - self.log.header_at(d[path_b])[5]
         del d[path_b]
         sp = self._sorted.get(user_b)
         if sp is not None:
@@ -246,6 +295,7 @@ class Keyspace:
         if not d:
             del self._users[user_b]
             self._sorted.pop(user_b, None)
+            self._live_bytes.pop(user_b, None)
         for fn in self._listeners:
             fn(DEL, user, path, rec)
         return rec

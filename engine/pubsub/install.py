@@ -17,6 +17,11 @@ def install(app: Any) -> None:
         loop = asyncio.get_event_loop()
     app.hub = Hub(app.log, app.metrics, loop, inline_max=s.inline_max, send_queue_bytes=s.send_queue_bytes,
                   max_lag_bytes=s.max_lag_bytes, keepalive=s.sse_keepalive)
+    from . import history
+
+    app.metrics.gauge("homestream_history_records_examined_total",
+                      "log records examined by /events/ pages, reverse /events-stream and stream catch-up scans",
+                      lambda: history.TOTALS.examined)
     app.add_handlers({
         "subscribe": events.subscribe,
         "pubky_events": pubky.events_page,

@@ -20,12 +20,18 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, event_frame, gap_frame, retry_frame
 from ..names import Pattern, encode_seq, is_public
 from ..native.sse import Replayer, ReplayFilter
+from . import history
 
 if TYPE_CHECKING:
     from .hub import Hub
 
 LIVE, CATCHUP, CLOSED = 1, 2, 3
 CATCHUP_SLICE_BYTES = 256 * 1024  # written per loop turn while catching up, so one reader cannot starve others
+# examined per loop turn while catching up, however few records match (a sparse pattern must not walk the whole
+# log in one turn): log bytes walked in C (native), records in C (scan filter) or in Python (any other matcher)
+CATCHUP_SCAN_BYTES = 8 * 1024 * 1024
+CATCHUP_SCAN_RECORDS = 50_000
+CATCHUP_PY_RECORDS = 5_000
 RECORD_OVERHEAD = 160  # rough bytes of log per record besides the value, for the lag estimate
 
 
@@ -77,12 +83,12 @@ def make_matcher(patterns: list[Pattern], reader: str | None) -> Callable[[Any],
 class Subscription:
     __slots__ = ("hub", "conn", "transport", "id", "patterns", "reader", "matches", "queue", "mode", "pos",
                  "last", "special", "limit_left", "inline", "live", "skip_until", "tick", "pos_bytes",
-                 "scheduled", "framing", "end_on_history", "encoder", "quiet", "native")
+                 "scheduled", "framing", "end_on_history", "encoder", "quiet", "native", "scan")
 
     def __init__(self, hub: "Hub", conn: Any, patterns: list[Pattern], reader: str | None, *,
                  limit: int | None, inline: bool = False, live: bool = True, chunked: bool = True,
                  encoder: Callable[[Any], bytes] | None = None, matches: Callable[[Any], bool] | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, scan: Any = None):
         self.hub = hub
         self.conn = conn
         self.transport = conn.transport
@@ -108,6 +114,7 @@ class Subscription:
         self.scheduled = False
         self.framing = chunk if chunked else bytes
         self.end_on_history = not live
+        self.scan = scan  # a history.ScanFilter equivalent to `matches`: catch-up finds records in C
 
     # ---- start ----
 
@@ -212,6 +219,9 @@ class Subscription:
         if self.native is not None:
             self._catch_up_native(target)
             return
+        if self.scan is not None:
+            self._catch_up_scan(target)
+            return
         out: list[bytes] = []
         append = out.append
         size = 0
@@ -222,7 +232,11 @@ class Subscription:
         last = None
         finished_limit = False
         limited = self.limit_left > 0
+        examined = 0
         for record in log.read_from(start + 1, until=target):
+            examined += 1
+            if examined > CATCHUP_PY_RECORDS:
+                break  # `record` is not examined: the slice ends at the one before it
             if matches(record):
                 frame = encode(record)
                 append(frame)
@@ -238,7 +252,12 @@ class Subscription:
         else:
             record = None
         # where this slice stopped: the last record examined, or the target when the log was read to it
-        pos = record.seq if record is not None else target
+        if record is None:
+            pos = target
+        elif examined > CATCHUP_PY_RECORDS:
+            pos = record.seq - 1
+        else:
+            pos = record.seq
         self.pos = pos
         self.pos_bytes += (pos - start) * RECORD_OVERHEAD + size  # an estimate of the log read, for --max-lag
         if last is not None:
@@ -249,6 +268,43 @@ class Subscription:
             hub.metrics.delivered_bytes_total += size
         self.tick = hub.tick
         if finished_limit:
+            self.end("limit")
+            return
+        self._after_slice(pos)
+
+    def _catch_up_scan(self, target: int) -> None:
+        """_catch_up with the records found in C (engine/pubsub/history.py): at most CATCHUP_SCAN_RECORDS examined
+        and about CATCHUP_SLICE_BYTES written per turn, however sparse the matches."""
+        hub = self.hub
+        start = self.pos
+        limited = self.limit_left > 0
+        max_hits = min(self.limit_left, 4096) if limited else 4096
+        page = history.scan(hub.log, start + 1, target, self.scan, budget=CATCHUP_SCAN_RECORDS, max_hits=max_hits)
+        encode = self.encoder or event_frame
+        out: list[bytes] = []
+        size = 0
+        last = None
+        pos = page.last if not page.complete else target
+        for record in page.records:
+            frame = encode(record)
+            out.append(frame)
+            size += len(frame)
+            last = record
+            if size >= CATCHUP_SLICE_BYTES and record is not page.records[-1]:
+                pos = record.seq  # the rest of the page is read again next turn
+                break
+        if limited:
+            self.limit_left -= len(out)
+        self.pos = pos
+        self.pos_bytes += (pos - start) * RECORD_OVERHEAD + size
+        if last is not None:
+            self.last = (last.seq, last.user)
+        if out:
+            self.transport.write(self.framing(b"".join(out)))
+            hub.metrics.deliveries_total += len(out)
+            hub.metrics.delivered_bytes_total += size
+        self.tick = hub.tick
+        if limited and self.limit_left == 0:
             self.end("limit")
             return
         self._after_slice(pos)
@@ -269,9 +325,10 @@ class Subscription:
         frames = 0
         last = None
         examined = start
+        walked = 0
         feed = rep.feed
         try:
-            for _first, _last, view in hub.log.read_raw(start + 1, until=target):
+            for _first, last_seq, view in hub.log.read_raw(start + 1, until=target):
                 more, _consumed, seq, n, fseq, fuser = feed(view, target, filt, CATCHUP_SLICE_BYTES - size)
                 if seq:
                     examined = seq
@@ -281,6 +338,10 @@ class Subscription:
                 size = rep.fill
                 if more:  # the slice budget is spent: stop at the last record examined
                     pos = examined
+                    break
+                walked += len(view)
+                if walked >= CATCHUP_SCAN_BYTES and min(last_seq, target) < target:
+                    pos = min(last_seq, target)  # this turn walked enough log: the slice was read to its end
                     break
             data = rep.take() if size else b""
         finally:

@@ -31,7 +31,7 @@ DIGEST = 32
 
 class Collection:
     __slots__ = ("user", "dir", "ckey", "salt", "derive", "digests", "seqs", "keys", "index", "collided", "count",
-                 "total", "dead", "last_seq", "sketch", "version", "reader", "_bloom", "__weakref__")
+                 "total", "dead", "last_seq", "sketch", "version", "reader", "_bloom", "compactions", "__weakref__")
 
     def __init__(self, user: str, dir_path: str, reader: Callable[["Collection", bytes, Any], bytes] | None = None):
         self.user = user
@@ -52,6 +52,7 @@ class Collection:
         self.version = 0
         self.reader = reader
         self._bloom: tuple[Any, bytes] | None = None
+        self.compactions = 0  # bumped when slots move (readers that walk slots across loop turns re-find their place)
 
     # ---- the set ----
 
@@ -130,6 +131,7 @@ class Collection:
                 index[key] = new
         self.digests, self.seqs, self.keys, self.index, self.collided = digests, seqs, keys, index, collided
         self.dead = 0
+        self.compactions += 1
 
     def slot_of_digest(self, digest: bytes) -> int | None:
         slot = self.index.get(self.derive(digest))
@@ -171,18 +173,26 @@ class Collection:
 
     # ---- sketch ----
 
-    def ensure_symbols(self, size: int) -> Sketch:
-        """The server's sketch with at least `size` symbols (built on first use, then grown by doubling)."""
+    def ensure_symbols(self, size: int, cap: int | None = None) -> Sketch:
+        """The server's sketch with at least `size` symbols (built on first use, then grown by doubling), never
+        grown past `cap` (what its own items need: engine/sync/server.py symbol_cap) by the doubling."""
+        if cap is not None:
+            size = min(size, cap)
         if self.sketch is None:
             n = INITIAL_SYMBOLS if self.count >= INITIAL_SYMBOLS // 2 else max(MIN_INITIAL_SYMBOLS, 2 * self.count)
+            if cap is not None:
+                n = min(n, cap)
             self.sketch = Sketch.from_keys(self.live_keys(), max(n, size), self.salt)
         elif size > len(self.sketch):
-            self.sketch.extend(max(size, 2 * len(self.sketch)), self.live_keys())
+            grown = max(size, 2 * len(self.sketch))
+            self.sketch.extend(grown if cap is None else max(size, min(grown, cap)), self.live_keys())
         return self.sketch
 
     # ---- bloom ----
 
-    def bloom_bytes(self, nbytes: int, k: int) -> bytes:
+    def bloom_bytes(self, nbytes: int, k: int, cache: bool = True) -> bytes:
+        """The items' filter of `nbytes` bytes. Only a filter the caller sized for the collection's own count is
+        kept (`cache`): one sized for a client's larger claim is made for that answer and dropped."""
         cached = self._bloom
         if cached is not None and cached[0] == (self.version, nbytes, k):
             return cached[1]
@@ -193,7 +203,8 @@ class Collection:
             data = f.to_bytes()
         finally:
             f.close()
-        self._bloom = ((self.version, nbytes, k), data)
+        if cache:
+            self._bloom = ((self.version, nbytes, k), data)
         return data
 
     def close(self) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 def install(app: Any) -> None:
     from ..api import seedstore
     from .collections import Registry
-    from .server import SyncService, sync_handler
+    from .server import SYMBOL_BYTES, Sessions, SyncService, sync_handler
 
-    app.extensions["sync"] = SyncService(Registry(app.keyspace))
+    settings = app.settings
+    sessions = Sessions(max_symbols=max(1, settings.sync_session_bytes // SYMBOL_BYTES))
+    app.extensions["sync"] = SyncService(Registry(app.keyspace), sessions, max_symbols=settings.sync_max_symbols)
     app.add_handlers({
         "sync": sync_handler,
         "seed_set": seedstore.seed_set,

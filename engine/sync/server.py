@@ -9,8 +9,11 @@ lacks, and the server's count and set hash. What must stay true:
   keys in the index, client-only keys not); anything else is MORE with an estimate of the symbols needed, and the
   client's symbols are kept in a short-lived session so that it sends only the next ones;
 - a session is created or changed only by a request that passed every check; sessions are bounded in number,
-  total symbols and age;
-- the work per request is bounded: at most `symbol_cap(...)` symbols are used whatever the client sends.
+  total symbols (server-wide: sync_session_bytes) and age;
+- the work per request and the collection's sketch are bounded by the server's own data: at most
+  `symbol_cap(server count, sync_max_symbols)` symbols are used and kept, whatever count the client claims and
+  however many symbols it sends; when that is not enough, the answer's `need` is not more than `have` (more
+  symbols will not help) and the client falls back to the exact list.
 """
 
 from __future__ import annotations
@@ -36,14 +39,18 @@ if TYPE_CHECKING:
 CONTENT_TYPE = b"application/x-homestream-sync"
 SESSION_TTL = 120.0
 MAX_SESSIONS = 1024
-MAX_SESSION_SYMBOLS = 4_000_000  # in all sessions together (24 bytes each in C)
+SYMBOL_BYTES = 24  # one coded symbol in C (csrc/riblt.h)
+MAX_SESSION_SYMBOLS = (32 << 20) // SYMBOL_BYTES  # in all sessions together (sync_session_bytes)
+DEFAULT_MAX_SYMBOLS = 1_000_000  # sync_max_symbols
 EMPTY_SET_HASH = bytes(32)
 
 
-def symbol_cap(server_count: int, client_count: int) -> int:
-    """More symbols than this never help: d <= both counts, and 2 d + 256 symbols decode d with certainty in
-    practice; it also bounds the server's work for a hostile client."""
-    return 2 * (server_count + client_count) + 256
+def symbol_cap(server_count: int, max_symbols: int = DEFAULT_MAX_SYMBOLS) -> int:
+    """The most symbols a /sync uses for a collection: 2 n + 256 decode a difference as large as the server's
+    own n items in practice, and never more than the fixed `max_symbols`. The client's claimed count plays no
+    part, so neither the work of a request nor the collection's sketch grows with what a client says; a larger
+    difference (a client holding many items the server lacks) goes to the exact list."""
+    return min(2 * server_count + 256, max_symbols)
 
 
 @dataclass(slots=True)
@@ -106,9 +113,11 @@ class Sessions:
 class SyncService:
     """The /sync logic over a Registry, independent of HTTP (the bench drives it directly)."""
 
-    def __init__(self, registry: Registry | None, sessions: Sessions | None = None):
+    def __init__(self, registry: Registry | None, sessions: Sessions | None = None,
+                 max_symbols: int = DEFAULT_MAX_SYMBOLS):
         self.registry = registry
         self.sessions = sessions if sessions is not None else Sessions()
+        self.max_symbols = max_symbols
 
     @staticmethod
     def parse(body: bytes) -> tuple[wire.SyncRequest, Sketch | None]:
@@ -171,8 +180,9 @@ class SyncService:
             client.close()  # the client holds nothing: it lacks every item, and has no extra
             items = [coll.read(coll.digest_at(s), s) for s in coll.live_slots()]
             return wire.SyncResponse(wire.COMPLETE, items=items, **base)
-        m = min(len(client), symbol_cap(coll.count, req.count))
-        server = coll.ensure_symbols(m)
+        cap = symbol_cap(coll.count, self.max_symbols)
+        m = min(len(client), cap)
+        server = coll.ensure_symbols(m, cap)
         diff = server.copy(m)
         try:
             if m:
@@ -184,12 +194,15 @@ class SyncService:
                 items = [read(digest_at(slot), slot) for slot in map(index.__getitem__, result.only_a)]
                 client.close()
                 return wire.SyncResponse(wire.COMPLETE, items=items, extra=list(result.only_b), **base)
+            have = len(client)
+            if have >= cap:  # more symbols will not be used: need == have tells the client to take the exact list
+                client.close()
+                return wire.SyncResponse(wire.MORE, token=bytes(wire.TOKEN_BYTES), have=have, need=have, **base)
             need = estimate_need(diff, result, m, coll.count - req.count)
         finally:
             diff.close()
         # at least 20% more each round, so a low estimate cannot make the rounds crawl
-        need = min(max(need, len(client) + max(8, len(client) // 5)), symbol_cap(coll.count, req.count) + 1)
-        have = len(client)
+        need = min(max(need, have + max(8, have // 5)), cap)
         token = self.sessions.put(coll, client)
         return wire.SyncResponse(wire.MORE, token=token, have=have, need=need, **base)
 

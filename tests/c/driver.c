@@ -14,6 +14,7 @@
 #include "murmur3.h"
 #include "riblt.h"
 #include "sse.h"
+#include "scan.h"
 #include "subidx.h"
 #include "trie.h"
 #include "verify.h"
@@ -659,6 +660,81 @@ static void testSse(int scale) {
     }
 }
 
+static void testSseSeparators(void) {
+    static const char user[] = "ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u";
+    sseFilter all = {NULL, "/", 1, 1, 0};
+    sseResult r;
+    unsigned char rec[512];
+    /* U+2028, U+2029, U+0085 escaped; U+2027 and a lone 0xC2 0xA0 (U+00A0) raw */
+    static const unsigned char path[] = "/pub/\xe2\x80\xa8\xe2\x80\xa9\xc2\x85\xe2\x80\xa7\xc2\xa0";
+    size_t len = sseRecord(rec, 2, 9, 1, user, path, sizeof(path) - 1, 0, 0);
+    char out[600];
+    CHECK(sseReplay((const char *)rec, len, UINT64_MAX, &all, out, sizeof(out), sizeof(out), &r) == SSE_DONE);
+    static const char want[] = "\"path\":\"/pub/\\u2028\\u2029\\u0085\xe2\x80\xa7\xc2\xa0\"";
+    int found = 0;
+    for (size_t i = 0; i + sizeof(want) - 1 <= r.written && !found; i++)
+        found = memcmp(out + i, want, sizeof(want) - 1) == 0;
+    CHECK(found);
+}
+
+/* ---- scan: the records a history request wants ---- */
+static void testScan(int scale) {
+    static const char a[] = "ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u";
+    static const char b[] = "ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1y";
+    unsigned char buf[4096];
+    size_t n = 0;
+    n += sseRecord(buf + n, 1, 1, 1, a, (const unsigned char *)"/priv/x", 7, 0, 2);
+    n += sseRecord(buf + n, 1, 2, 1, b, (const unsigned char *)"/pub/y", 6, 0, 2);
+    n += sseRecord(buf + n, 2, 3, 1, a, (const unsigned char *)"/pub/z", 6, 0, 0);
+    uint64_t hits[4];
+    scanResult r;
+    scanFilter pub = {NULL, NULL, NULL, 0, "", 0, NULL};
+    CHECK(scanRecords((const char *)buf, n, UINT64_MAX, &pub, 100, hits, 4, &r) == SCAN_DONE);
+    CHECK(r.hits == 2 && r.examined == 3 && r.lastSeq == 3 && r.consumed == n);
+    scanFilter mine = {NULL, NULL, NULL, 0, "/p", 2, a};
+    CHECK(scanRecords((const char *)buf, n, UINT64_MAX, &mine, 100, hits, 4, &r) == SCAN_DONE && r.hits == 3);
+    CHECK(scanRecords((const char *)buf, n, UINT64_MAX, &mine, 2, hits, 4, &r) == SCAN_MORE);
+    CHECK(r.examined == 2 && r.hits == 2 && r.lastSeq == 2);
+    char users[2 * SCAN_USER_SIZE];
+    memcpy(users, a, SCAN_USER_SIZE);
+    memcpy(users + SCAN_USER_SIZE, b, SCAN_USER_SIZE);
+    uint64_t after[2] = {0, 5}, before[2] = {0, 0};
+    scanFilter two = {users, after, before, 2, "", 0, NULL};
+    CHECK(scanRecords((const char *)buf, n, UINT64_MAX, &two, 100, hits, 4, &r) == SCAN_DONE);
+    CHECK(r.hits == 1 && hits[0] == n - (SCAN_HEADER_SIZE + 6));  /* b's record is at or before its cursor */
+    scanFilter bad = {NULL, NULL, NULL, 1, "", 0, NULL};
+    CHECK(scanRecords((const char *)buf, n, 0, &bad, 1, hits, 4, &r) == SCAN_ERR && errno == EINVAL);
+
+    /* fuzz: random bytes and damaged records in exact-size heap blocks; hits never past maxHits */
+    for (int it = 0; it < 4000 * scale; it++) {
+        size_t m = 0, maxHits = rnd() % 5;
+        unsigned char *tmp = malloc(2048);
+        int nrec = (int)(rnd() % 6);
+        for (int k = 0; k < nrec; k++) {
+            unsigned char path[40];
+            size_t plen = rnd() % 30;
+            for (size_t i = 0; i < plen; i++) path[i] = (unsigned char)rnd();
+            if (plen >= 5 && (rnd() & 1)) memcpy(path, "/pub/", 5);
+            m += sseRecord(tmp + m, 1 + (int)(rnd() & 1), rnd() % 100, 1, (rnd() & 1) ? a : b, path, plen, 0,
+                           rnd() % 20);
+        }
+        if (m && (rnd() & 1)) tmp[rnd() % m] = (unsigned char)rnd();
+        if (rnd() & 1) m -= rnd() % (m + 1);
+        unsigned char *in = malloc(m ? m : 1);
+        memcpy(in, tmp, m);
+        uint64_t *h = malloc((maxHits ? maxHits : 1) * sizeof(uint64_t));
+        const scanFilter *f = (rnd() & 1) ? &pub : &two;
+        int rc = scanRecords((const char *)in, m, (rnd() & 1) ? UINT64_MAX : rnd() % 100, f, rnd() % 8, h, maxHits,
+                             &r);
+        CHECK(rc == SCAN_DONE || rc == SCAN_MORE || rc == SCAN_ERR);
+        CHECK(r.hits <= maxHits && r.consumed <= m);
+        for (size_t i = 0; i < r.hits; i++) CHECK(h[i] + SCAN_HEADER_SIZE <= r.consumed);
+        free(h);
+        free(in);
+        free(tmp);
+    }
+}
+
 /* ---- verify: the signature-check pool, with a stand-in for libsodium ---- */
 /* "valid" iff the message's first byte equals the key's first byte; writes the
  * whole output buffer so ASan checks the room the pool gives `open`. */
@@ -763,6 +839,8 @@ int main(int argc, char **argv) {
     testBloom(scale);
     testRiblt(scale);
     testSse(scale);
+    testSseSeparators();
+    testScan(scale);
     testVerify(scale);
     failAt(-1);
     CHECK(allocLive == 0);
@@ -771,7 +849,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse, subidx, verify (scale %d, %ld injected allocation failures survived, "
+    printf("ok: crc32c, murmur3, trie, bloom, riblt, sse, scan, subidx, verify (scale %d, %ld injected allocation failures survived, "
            "live allocations %ld)\n", scale, oomSeen, allocLive);
     return 0;
 }

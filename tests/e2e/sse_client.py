@@ -12,12 +12,21 @@ from engine.names import parse_resume_point
 
 class SSEReader:
     def __init__(self, port: int, target: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
-                 rcvbuf: int | None = None):
+                 rcvbuf: int | None = None, tls: bool = False, source: str | None = None):
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
+        if source:  # another loopback address (127.0.0.2...): a second client as a proxy sees it
+            self.sock.bind((source, 0))
         self.sock.connect(("127.0.0.1", port))
+        if tls:  # through a TLS front (tests/e2e/test_behind_nginx.py): its certificate is self-signed
+            import ssl
+
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
         head = f"GET {target} HTTP/1.1\r\nHost: test\r\n"
         for k, v in (headers or {}).items():
             head += f"{k}: {v}\r\n"
@@ -36,7 +45,7 @@ class SSEReader:
             data = self.sock.recv(1 << 20)
         except (socket.timeout, TimeoutError):
             return False
-        except ConnectionResetError:
+        except OSError:  # reset, or a TLS connection cut without close_notify
             data = b""
         if not data:
             self.ended = True

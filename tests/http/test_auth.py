@@ -45,3 +45,19 @@ def test_remembered_valid_answer_still_goes_through_skew_and_replay():
     late.remember(Checked(header, "PUT", PATH, body, parse_authorization(header), True))
     with pytest.raises(Unauthorized, match="timestamp"):
         late.verify(header, "PUT", PATH, body, write=True)
+
+
+def test_a_write_signature_is_remembered_only_when_its_request_is_accepted():
+    a = auth()
+    body = b"v"
+    header = sign_request(KEY, "PUT", PATH, body, NOW)
+    assert a.verify(header, "PUT", PATH, body, write=True) == USER
+    a.settle(False)  # the request was refused after the check (a 400, 404, 507...): nothing remembered
+    assert len(a.replay) == 0
+    assert a.verify(header, "PUT", PATH, body, write=True) == USER
+    a.settle(True)
+    assert len(a.replay) == 1
+    with pytest.raises(Unauthorized, match="replayed"):
+        a.verify(header, "PUT", PATH, body, write=True)
+    a.settle(False)  # a refused replay changes nothing
+    assert len(a.replay) == 1

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.http.sse import event_frame
-from engine.log.record import DEL, PUT, decode_records, encode
+from engine.log.record import DEL, PUT, Record, decode_records, encode
 from engine.names import Pattern, encode_user
 from engine.native._lib import ffi, lib
 from engine.native.sse import FRAME_MAX, MalformedRecords, Replayer, ReplayFilter
@@ -23,7 +23,7 @@ USERS = [encode_user(bytes([i]) * 32) for i in range(3)]
 
 path_chars = st.characters(blacklist_categories=("Cs",))
 tricky = st.sampled_from(['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x00", "\x01", "\x1f", "\x7f", "é", "€",
-                          "😀", "\u2028", "/", "a"])
+                          "😀", "\u2028", "\u2029", "\x85", "\u2027", "\xc2", "\u2000", "/", "a"])
 segment = st.text(st.one_of(path_chars, tricky), max_size=12)
 paths = st.builds(lambda head, tail: head + tail,
                   st.sampled_from(["/pub/", "/pub/a/", "/pub/a/b", "/priv/", "/", "", "/pubx", "/pub"]), segment)
@@ -322,3 +322,21 @@ def test_large_replay_matches_python():
             if not more:
                 break
         assert b"".join(got) == b"".join(frames)
+
+
+def test_line_separators_in_paths_are_escaped_in_the_frame():
+    """U+0085, U+2028, U+2029 go out as \\u escapes (strict parsers and line splitters agree), byte for byte the
+    Python frame; their UTF-8 neighbours (U+2027, U+00C2...) stay raw."""
+    import json
+
+    path = "/pub/a\u2028b\u2029c\x85d\u2027e\xc2f"
+    rec = Record(5, 1700000000000, PUT, USERS[0], path, bytes(32), "", b"x")
+    data = encode(rec.seq, rec.ts, PUT, rec.user, path, rec.digest, "", b"x")
+    rep = Replayer(4096)
+    rep.feed(data, U64, ReplayFilter(None, "/pub/", True))
+    out = rep.take()
+    assert out == event_frame(rec)
+    assert b"\\u2028" in out and b"\\u2029" in out and b"\\u0085" in out
+    assert "\u2028".encode() not in out and "\u2029".encode() not in out and "\x85".encode() not in out
+    line = out.split(b"\n")[2]
+    assert json.loads(line[len(b"data: "):])["path"] == path
