@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .admin import api as admin_api
 from .api import ops, signup, storage
 from .api.read_cache import ReadCache
+from .api.writes import LocalWrites
 from .config import Settings
 from .errors import ClientError, LogFull, StorageError
 from .http import router
@@ -50,9 +51,17 @@ class App:
             "admin": admin_api.admin,
         }
         self.hub: Any = None
+        self.route = router.route  # (method, path) -> Route; a relay serves another set of endpoints
+        # services started after the listener and stopped first at shutdown (start(loop), async stop()):
+        # the relay's upstream followers
+        self.services: list[Any] = []
+        self.apply_retention: Callable[..., dict] | None = (
+            keyspace.apply_retention if keyspace is not None else None)
         self.offload: Any = None  # engine.http.offload.SignatureOffload, set by the server when it runs one
         self.extensions: dict[str, Any] = {}
         self.read_cache: ReadCache | None = None  # framed answers to hot public GETs; None when disabled
+        self.writes: Any = LocalWrites(keyspace)  # where writes are applied (a worker forwards them to the writer)
+        self.fresh: Callable[[], None] | None = None  # a follower's catch-up, run before each request (workers)
         self._install_policy(settings, keyspace)
         if settings.read_cache_bytes > 0 and keyspace is not None:
             cache = self.read_cache = ReadCache(settings.read_cache_bytes, keyspace.location)
@@ -122,7 +131,7 @@ class App:
         try:
             if target_error is not None:
                 raise target_error
-            route = router.route(request.method, request.path)
+            route = self.route(request.method, request.path)
             handler = self.handlers.get(route.handler)
             if handler is None:
                 return error_response(501, "not_implemented", f"{route.handler} is not available in this build")

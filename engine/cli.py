@@ -21,10 +21,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("engine.commands.files", "list a directory"),
     "tail": ("engine.commands.tail", "follow events matching patterns, resuming after disconnects"),
     "sync": ("engine.commands.sync", "reconcile a local folder with an append-only storage"),
+    "relay": ("engine.commands.relay", "follow many homeservers and serve one merged, resumable stream"),
     "bench": ("engine.commands.bench", "run a benchmark: log, match, http, fanout, sync"),
     "signup": ("engine.commands.signup", "sign up on a server that takes signed-up users (with a token)"),
     "admin": ("engine.commands.admin", "the admin API: token, revoke, users, disable, enable, delete-user"),
     "repair": ("engine.commands.repair", "move damaged log files aside, keep every valid record"),
+    "backup": ("engine.commands.backup", "copy the log (up to its durable seq) into a new directory"),
 }
 
 

@@ -61,6 +61,11 @@ class Settings:
     retention_age: float = _f(0.0, "drop history older than this (s); 0 keeps it forever; live keys are kept")
     retention_bytes: int = _f(0, "drop oldest history past this total log size (bytes); 0 is unlimited")
     retention_interval: float = _f(30.0, "how often retention runs when retention_age or retention_bytes is set (s)")
+    checkpoint_interval: float = _f(300.0, "how often to write the key-index checkpoint that makes restarts fast (s); 0 never")
+    checkpoint_min_records: int = _f(10000, "skip a periodic checkpoint when fewer records came since the last one")
+    backup_dir: str = _f("", "folder of periodic backups (one sub-folder per backup); empty disables them")
+    backup_interval: float = _f(0.0, "how often to take a backup into backup_dir while serving (s); 0 never")
+    backup_keep: int = _f(3, "how many finished backups to keep in backup_dir (older ones are removed)")
     max_patterns: int = _f(64, "most patterns in one /subscribe request")
     shutdown_timeout: float = _f(10.0, "on SIGTERM, the longest to wait for in-flight work before exiting (s)")
     log_level: str = _f("info", "debug, info, warning or error")
@@ -85,6 +90,16 @@ class Settings:
                                  "sessions together (bytes); the oldest sessions are dropped past it")
     history_scan_records: int = _f(100_000, "most log records one /events/ page or one reverse /events-stream "
                                    "examines; past it the answer stops early, with a cursor to go on from")
+    # serve --workers N (engine/workers/): one writer process, N worker processes over the shared segments
+    workers: str = _f("1", "worker processes: a whole number or 'auto' (usable cores); 1 is one process, as before")
+    workers_reuse_port: bool = _f(False, "each worker binds its own SO_REUSEPORT socket instead of sharing one")
+    # ---- homestream relay (engine/relay/, SPEC 5.4); `serve` ignores these ----
+    upstream: list = _f([], "relay: upstreams to follow, NAME=URL (repeat the flag); TOML: [[upstream]] tables "
+                        "with name, url and optional kind = homestream|pubky (default: detected)", relay=True)
+    poll_interval: float = _f(1.0, "relay: how often a pubky upstream's /events/ feed is polled once caught up (s)",
+                              relay=True)
+    upstream_retry_max: float = _f(30.0, "relay: longest back-off between reconnects to an upstream (s)",
+                                   relay=True)
 
     def validate(self) -> "Settings":
         if self.fsync not in FSYNC_MODES:
@@ -112,6 +127,15 @@ class Settings:
             raise ValueError("read_cache_bytes must not be negative")
         if self.retention_age < 0 or self.retention_bytes < 0:
             raise ValueError("retention settings must not be negative")
+        if self.workers != "auto" and not (self.workers.isascii() and self.workers.isdigit()
+                                           and 1 <= int(self.workers) <= 1024):
+            raise ValueError(f"workers must be 1..1024 or auto, not {self.workers!r}")
+        if self.checkpoint_interval < 0 or self.checkpoint_min_records < 0 or self.backup_interval < 0:
+            raise ValueError("checkpoint and backup settings must not be negative")
+        if self.backup_keep < 1:
+            raise ValueError("backup_keep must be at least 1")
+        if self.backup_interval and not self.backup_dir:
+            raise ValueError("backup_interval needs backup_dir")
         if self.signup not in ("open", "token", "closed"):
             raise ValueError(f"signup must be open, token or closed, not {self.signup!r}")
         for name in ("user_quota_bytes", "rate_user_writes", "rate_ip_requests", "rate_ip_streams"):
@@ -128,6 +152,8 @@ class Settings:
             if not secret:
                 raise ValueError(f"admin_secret_file {self.admin_secret_file} is empty "
                                  "(make a secret with: openssl rand -hex 32)")
+        if self.poll_interval <= 0 or self.upstream_retry_max <= 0:
+            raise ValueError("poll_interval and upstream_retry_max must be positive")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -135,6 +161,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data)
+
+    @classmethod
+    def relay_only(cls) -> frozenset[str]:
+        """Fields only `homestream relay` reads (left out of `serve`'s flags)."""
+        return frozenset(f.name for f in fields(cls) if f.metadata.get("relay"))
 
     @classmethod
     def describe(cls) -> list[tuple[str, Any, str]]:

@@ -22,6 +22,7 @@ class Metrics:
         self.catchups_total = 0
         self.evictions_total = 0
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.families: list[Callable[[], list[str]]] = []  # labelled series, rendered as given (relay upstreams)
 
     def response(self, status: int) -> None:
         self.responses[status] += 1
@@ -60,4 +61,6 @@ class Metrics:
         for name, (help_text, read) in sorted(self.gauges.items()):
             kind = "counter" if name.endswith("_total") else "gauge"
             metric(name, kind, help_text, read())
+        for family in self.families:
+            lines.extend(family())
         return ("\n".join(lines) + "\n").encode("utf-8")

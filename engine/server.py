@@ -25,8 +25,11 @@ SMALL_BODY_BYTES = 64 * 1024  # request bodies up to this size have a reserve pa
 
 
 class Server:
-    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop):
+    def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop, sock: Any = None):
         self.settings = settings
+        self.runs_retention = True  # False in a worker: the writer process owns retention (and Maintenance)
+        self.reuse_port = False  # a worker of serve --workers N with --workers-reuse-port: its own SO_REUSEPORT socket
+        self.sock = sock  # a listening socket to accept on (a worker of serve --workers N), else bind host:port
         self.app = app
         self.loop = loop
         self.connections: set[HttpConnection] = set()
@@ -38,7 +41,9 @@ class Server:
         self.timer_step = min(settings.header_timeout, settings.idle_timeout)  # see HttpConnection._schedule
         self.stopping = False
         self._stopped = asyncio.Event()
-        self._retention: asyncio.TimerHandle | None = None
+        from .maintenance import Maintenance
+
+        self.maintenance = Maintenance(app, settings, loop)  # retention, checkpoints, backups (off the loop)
         app.log.add_commit_listener(self._on_commit)
         app.log.bind_loop(loop)
         m = app.metrics
@@ -98,23 +103,19 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
-        self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
-                                                      backlog=4096, reuse_address=True)
-        if s.retention_age or s.retention_bytes:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
+        if self.sock is not None:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), sock=self.sock,
+                                                          backlog=4096)
+        else:
+            self.listener = await self.loop.create_server(lambda: HttpConnection(self), s.host, s.port,
+                                                          backlog=4096, reuse_address=True,
+                                                          reuse_port=self.reuse_port or None)
+        if self.runs_retention:
+            self.maintenance.start()
+        for service in self.app.services:
+            service.start(self.loop)
         addr = ", ".join(str(sock.getsockname()) for sock in self.listener.sockets)
         log.info("listening on %s (data %s, fsync %s)", addr, s.data, s.fsync)
-
-    def _run_retention(self) -> None:
-        s = self.settings
-        try:
-            result = self.app.keyspace.apply_retention(s.retention_age, s.retention_bytes)
-            if result.get("compacted") or result.get("removed"):
-                log.info("retention: %s", result)
-        except Exception:
-            log.exception("retention failed; will retry")
-        if not self.stopping:
-            self._retention = self.loop.call_later(s.retention_interval, self._run_retention)
 
     @property
     def port(self) -> int:
@@ -129,8 +130,9 @@ class Server:
         deadline = time.monotonic() + self.settings.shutdown_timeout
         if self.listener is not None:
             self.listener.close()
-        if self._retention is not None:
-            self._retention.cancel()
+        for service in self.app.services:
+            await service.stop()
+        await self.maintenance.stop(deadline - 1)
         if self.app.hub is not None:
             self.app.hub.shutdown()
         for conn in list(self.connections):
@@ -142,6 +144,13 @@ class Server:
                 log.warning("%d connections still open at the shutdown deadline; closing them",
                             len(self.connections))
         await asyncio.to_thread(self.app.log.flush)
+        if (self.settings.checkpoint_interval > 0 and self.runs_retention and self.app.keyspace is not None
+                and deadline - time.monotonic() > 1
+                and self.app.log.last_seq != self.maintenance.checkpoint_seq):
+            try:  # the next start reads only what comes after it
+                await asyncio.wait_for(self.app.keyspace.checkpoint_writer().run(), deadline - time.monotonic() - 1)
+            except Exception as exc:
+                log.warning("no checkpoint at shutdown (%s); the next start rebuilds the index from the log", exc)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -173,7 +182,14 @@ def build_app(settings: Settings) -> App:
                              max_value_bytes=settings.max_body_bytes)
     log_ = keyspace.log
     app = App(settings, log_, keyspace)
-    m = app.metrics
+    log_gauges(app.metrics, log_, keyspace)
+    _install_extensions(app)
+    return app
+
+
+def log_gauges(m: Any, log_: Any, keyspace: Any = None) -> None:
+    """The log's gauges and counters on /metrics, and the key index's when there is one (a homeserver's, a
+    worker's over its reader, a relay's without keys)."""
     m.gauge("homestream_log_size_bytes", "bytes of log segments on disk", lambda: log_.size_bytes)
     m.gauge("homestream_log_last_seq", "newest seq in the log", lambda: log_.last_seq)
     m.gauge("homestream_log_first_seq", "oldest seq of retained stream history", lambda: log_.first_seq)
@@ -190,9 +206,8 @@ def build_app(settings: Settings) -> App:
     for name in log_.stats.__slots__:
         m.gauge(f"homestream_log_{name}", stat_help.get(name, name.replace("_", " ")),
                 lambda name=name: getattr(log_.stats, name))
-    m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
-    _install_extensions(app)
-    return app
+    if keyspace is not None:
+        m.gauge("homestream_keys", "live keys in the index", lambda: keyspace.count)
 
 
 def _install_extensions(app: App) -> None:
@@ -209,9 +224,10 @@ def _install_extensions(app: App) -> None:
         module.install(app)
 
 
-async def serve(settings: Settings, ready: Any = None) -> int:
+async def serve(settings: Settings, ready: Any = None, build: Any = None) -> int:
+    """Run a server until SIGTERM/SIGINT: the homeserver, or what `build(settings)` assembles (the relay)."""
     loop = asyncio.get_running_loop()
-    app = build_app(settings)
+    app = (build or build_app)(settings)
     if settings.open_writes:
         banner = "!" * 78
         for line in (banner, "!! --open-writes: ANY client can write ANY user's data. Local benchmarks only. !!",
@@ -229,6 +245,11 @@ async def serve(settings: Settings, ready: Any = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if settings.backup_dir:
+        try:  # one backup now into --backup-dir (engine/maintenance.py)
+            loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(server.maintenance.backup_now()))
+        except (NotImplementedError, RuntimeError):
+            pass
     if ready is not None:
         ready(server)
     await stop.wait()
@@ -242,7 +263,7 @@ async def serve(settings: Settings, ready: Any = None) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, build: Any = None) -> int:
     import uvloop
 
-    return uvloop.run(serve(settings))
+    return uvloop.run(serve(settings, build=build))

@@ -21,6 +21,8 @@ Scenarios:
 - burst: S subscribers, E events written as fast as pipelining allows; deliveries/s from the first write to the
   last delivery, server CPU-seconds per million deliveries, lost events, order errors (per connection the seqs
   must be contiguous; counted in bulk per read, as engine/bench/fanout.py does);
+- burst-inflight: the same burst written by a publisher that keeps at most `--in-flight` (16) writes unanswered,
+  as a real publisher waiting for its answers does; latency as in steady (from each write's send time);
 - steady: S subscribers, R events/s for T s; latency = the subscriber's receive time minus the publisher's send
   time of that seq (the same clock and the same definition for every target; sampled on the last frame of each
   read), p50/p99;
@@ -28,6 +30,11 @@ Scenarios:
 - resume: S subscribers; each drops its connection once, after a random share of the events, and reconnects
   after 100-500 ms with `Last-Event-ID` (homestream, nchan) or plainly (sse-starlette, redis: no history);
   lost and duplicated events counted per subscriber against everything published.
+
+Beside the targets, one `send-floor` line: a plain Python loop that `send()`s the same ~180-byte frame to S
+loopback TCP sockets (read and discarded by a child process) `--floor-rounds` times, its CPU-s per million sends
+(loopback charges much of the receiver's work to the sender): no server delivering one event per send can cost
+much less, so every CPU figure can be read against it.
 
 Usage (from the repository root; peers missing are installed with apt-get when run as root, else skipped):
   python -m loadtest.compare                       # full sizes, all targets, ~6-8 minutes on 2 cores
@@ -63,7 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadtest" / "results"
 PEERS = ROOT / "loadtest" / "peers"
 TARGETS = ("homestream", "sse-starlette", "nchan", "redis")
-SCENARIOS = ("burst", "steady", "idle", "resume")
+SCENARIOS = ("burst", "burst-inflight", "steady", "idle", "resume")
 SEQ = re.compile(rb'"seq":(\d+)')
 TS = re.compile(rb'"ts":(\d+)')
 ID_LINE = re.compile(rb"(?m)^id: ?([^\r\n]*)")
@@ -489,12 +496,29 @@ def _resume_proc(*args):
 # ---------------------------------------------------------------- publisher
 
 
-async def publish(kind: str, port: int, count: int, rate: float | None, first_seq: int) -> list[float]:
-    """Write `count` events on one pipelined connection (paced at `rate`/s when given); the send time (ms) of
-    each, in seq order."""
+async def publish(kind: str, port: int, count: int, rate: float | None, first_seq: int,
+                  in_flight: int | None = None) -> list[float]:
+    """Write `count` events on one pipelined connection (paced at `rate`/s when given, else at most `in_flight`
+    unanswered when given, else all at once); the send time (ms) of each, in seq order."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     replies = ReplyCounter(kind)
     times: list[float] = []
+    if in_flight:
+        while replies.ok + replies.bad < count:
+            sent = len(times)
+            room = min(count - sent, in_flight - (sent - replies.ok - replies.bad))
+            if room > 0:
+                now = time.time() * 1000
+                writer.write(b"".join(publish_request(kind, first_seq + sent + i) for i in range(room)))
+                times.extend([now] * room)
+            data = await asyncio.wait_for(reader.read(1 << 20), 600)
+            if not data:
+                raise RuntimeError(f"{kind}: publisher connection closed after {replies.ok} answers")
+            replies.feed(data)
+        writer.close()
+        if replies.bad:
+            raise RuntimeError(f"{kind}: {replies.bad} publishes failed")
+        return times
 
     async def drain():
         while replies.ok + replies.bad < count:
@@ -543,7 +567,7 @@ def _spawn_workers(target, procs, make_args):
 
 
 def scenario_bulk(server: Server, subscribers: int, events: int, rate: float | None, procs: int,
-                  timeout: float) -> dict:
+                  timeout: float, in_flight: int | None = None) -> dict:
     import uvloop
 
     per = [subscribers // procs + (1 if i < subscribers % procs else 0) for i in range(procs)]
@@ -554,10 +578,10 @@ def scenario_bulk(server: Server, subscribers: int, events: int, rate: float | N
     rss0 = server.rss()
     cpu0 = server.cpu()
     go.set()
-    pub_times = uvloop.run(publish(server.kind, server.port, events, rate, 1))
+    pub_times = uvloop.run(publish(server.kind, server.port, events, rate, 1, in_flight))
     t0 = pub_times[0] / 1000
     for _ in workers:
-        times_q.put(pub_times if rate else [])
+        times_q.put(pub_times if (rate or in_flight) else [])
     results = [out.get(timeout=wait + 120) for _ in workers]
     cpu1 = server.cpu()
     rss1 = server.rss()
@@ -571,7 +595,7 @@ def scenario_bulk(server: Server, subscribers: int, events: int, rate: float | N
         hist.update(r["hist"])
         hist_ts.update(r["hist_ts"])
     return {
-        "subscribers": subscribers, "events": events, "expected": subscribers * events, "deliveries": deliveries,
+        "subscribers": subscribers, "events": events, "in_flight": in_flight, "expected": subscribers * events, "deliveries": deliveries,
         "lost": subscribers * events - deliveries, "order_errors": sum(r["errors"] for r in results),
         "short_connections": sum(r["short"] for r in results), "wall_s": round(wall, 3),
         "deliveries_per_s": round(deliveries / wall) if wall > 0 else 0,
@@ -646,6 +670,64 @@ def scenario_resume(server: Server, subscribers: int, events: int, rate: float, 
     return res
 
 
+# ---------------------------------------------------------------- send floor
+
+FLOOR_FRAME = b"\r\n".join([b"b3", b"id: 00000000000001.bench", b"event: put", b"data: " + b"x" * 128, b"", b""])
+
+
+def _floor_reader(port: int, n: int, ready) -> None:
+    """Child process: open `n` connections to the floor's listener and read everything until they close."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ)
+    ready.set()
+    open_ = n
+    while open_:
+        for key, _ev in sel.select(5):
+            try:
+                data = key.fileobj.recv(1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_ -= 1
+
+
+def send_floor(subscribers: int, rounds: int) -> dict:
+    """A plain loop of `send()` of one ~180-byte frame to `subscribers` loopback sockets, `rounds` times:
+    this process's CPU-s per million sends (a few of them are partial or would block and are retried)."""
+    ctx = mp.get_context("spawn")
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4096)
+        ready = ctx.Event()
+        child = ctx.Process(target=_floor_reader, args=(ls.getsockname()[1], subscribers, ready))
+        child.start()
+        socks = [ls.accept()[0] for _ in range(subscribers)]
+    if not ready.wait(60):
+        raise RuntimeError("send-floor reader did not connect")
+    frame = FLOOR_FRAME
+    sends = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        for s in socks:
+            s.sendall(frame)  # blocking: a full buffer waits for the reader instead of being dropped
+        sends += len(socks)
+    cpu = time.process_time() - c0
+    wall = time.perf_counter() - t0
+    for s in socks:
+        s.close()
+    child.join(60)
+    return {"subscribers": subscribers, "rounds": rounds, "sends": sends, "frame_bytes": len(frame),
+            "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+            "cpu_s_per_million": round(cpu / max(sends, 1) * 1e6, 3)}
+
+
 # ---------------------------------------------------------------- table
 
 
@@ -661,15 +743,16 @@ def _fmt(v, nd=0) -> str:
 
 def table(results: dict) -> str:
     rows = [
-        "| target | burst deliveries/s | burst server CPU-s / M | burst lost / order err | steady p50 / p99 ms "
-        "| steady server CPU-s / M | steady lost | idle RSS / conn (KiB) | resume lost / dup |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | burst deliveries/s | burst server CPU-s / M | burst lost / order err "
+        "| burst in flight: server CPU-s / M | burst in flight: p50 / p99 ms | burst in flight: lost / order err "
+        "| steady p50 / p99 ms | steady server CPU-s / M | steady lost | idle RSS / conn (KiB) | resume lost / dup |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["targets"].items():
         if "skipped" in r:
-            rows.append(f"| {name} | skipped: {r['skipped']} |  |  |  |  |  |  |  |")
+            rows.append(f"| {name} | skipped: {r['skipped']} |  |  |  |  |  |  |  |  |  |  |")
             continue
-        b, s, i, z = (r.get(k) or {} for k in SCENARIOS)
+        b, f, s, i, z = (r.get(k) or {} for k in SCENARIOS)
 
         def err(d):
             return d.get("error")
@@ -678,6 +761,9 @@ def table(results: dict) -> str:
         cells.append(err(b) or _fmt(b.get("deliveries_per_s")))
         cells.append("" if err(b) else _fmt(b.get("server_cpu_s_per_million"), 2))
         cells.append("" if err(b) else f"{_fmt(b.get('lost'))} / {_fmt(b.get('order_errors'))}")
+        cells.append(err(f) or _fmt(f.get("server_cpu_s_per_million"), 2))
+        cells.append("" if err(f) else f"{_fmt(f.get('latency_ms_p50'), 1)} / {_fmt(f.get('latency_ms_p99'), 1)}")
+        cells.append("" if err(f) else f"{_fmt(f.get('lost'))} / {_fmt(f.get('order_errors'))}")
         cells.append(err(s) or f"{_fmt(s.get('latency_ms_p50'), 1)} / {_fmt(s.get('latency_ms_p99'), 1)}")
         cells.append("" if err(s) else _fmt(s.get("server_cpu_s_per_million"), 2))
         cells.append("" if err(s) else _fmt(s.get("lost")))
@@ -690,6 +776,12 @@ def table(results: dict) -> str:
         else:
             cells.append("-")
         rows.append("| " + " | ".join(cells) + " |")
+    fl = results.get("send_floor")
+    if fl and "error" not in fl:
+        rows.append(f"| send-floor | {fl['subscribers']:,} sockets x {fl['rounds']:,} rounds of a {fl['frame_bytes']}-byte "
+                    f"frame: {fl['cpu_s_per_million']:.2f} CPU-s per million sends |  |  |  |  |  |  |  |  |  |  |")
+    elif fl:
+        rows.append(f"| send-floor | {fl['error']} |  |  |  |  |  |  |  |  |  |  |")
     return "\n".join(rows)
 
 
@@ -702,6 +794,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--events", type=int, default=2000, help="burst size")
+    p.add_argument("--in-flight", type=int, default=16, help="burst-inflight: most writes unanswered at once")
+    p.add_argument("--floor-rounds", type=int, default=200, help="send-floor: frames sent to each socket (0: skip)")
     p.add_argument("--rate", type=float, default=100.0, help="steady events/s")
     p.add_argument("--seconds", type=float, default=20.0, help="steady duration")
     p.add_argument("--idle", type=int, default=10_000, help="idle connections")
@@ -754,6 +848,9 @@ def main(argv=None) -> int:
                     if name == "burst":
                         r = scenario_bulk(server, args.subscribers, args.events, None, args.client_procs,
                                           args.timeout)
+                    elif name == "burst-inflight":
+                        r = scenario_bulk(server, args.subscribers, args.events, None, args.client_procs,
+                                          args.timeout, args.in_flight)
                     elif name == "steady":
                         r = scenario_bulk(server, args.subscribers, int(args.rate * args.seconds), args.rate,
                                           args.client_procs, args.timeout)
@@ -774,6 +871,12 @@ def main(argv=None) -> int:
                 res[name] = r
                 print(f"[compare] {kind} {name} ({t_start}): " + ", ".join(f"{k}={v}" for k, v in r.items()),
                       flush=True)
+    if args.floor_rounds > 0:
+        try:
+            results["send_floor"] = send_floor(args.subscribers, args.floor_rounds)
+        except Exception as exc:
+            results["send_floor"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        print(f"[compare] send-floor: {results['send_floor']}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

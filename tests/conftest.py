@@ -43,23 +43,34 @@ def bob():
     return Key(b"\x02" * 32)
 
 
-@pytest.fixture
-def server(tmp_path):
-    from e2e.harness import ThreadServer
+# The e2e server runs as one process (--workers 1, in a thread) and as a supervisor with a writer and two
+# workers (--workers 2, a subprocess): every test written against `server`/`make_server` runs against both.
+# HOMESTREAM_TEST_WORKERS=1 (or 2) runs only that layout.
+WORKER_LAYOUTS = [int(w) for w in os.environ.get("HOMESTREAM_TEST_WORKERS", "1,2").split(",") if w.strip()]
 
-    srv = ThreadServer(tmp_path / "data").start()
+
+@pytest.fixture(params=WORKER_LAYOUTS, ids=[f"workers{w}" for w in WORKER_LAYOUTS])
+def server_workers(request):
+    return request.param
+
+
+@pytest.fixture
+def server(tmp_path, server_workers):
+    from e2e.harness import make_test_server
+
+    srv = make_test_server(tmp_path / "data", server_workers)
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path):
-    from e2e.harness import ThreadServer
+def make_server(tmp_path, server_workers):
+    from e2e.harness import make_test_server
 
     started = []
 
     def make(**overrides):
-        srv = ThreadServer(tmp_path / f"data{len(started)}", **overrides).start()
+        srv = make_test_server(tmp_path / f"data{len(started)}", server_workers, **overrides)
         started.append(srv)
         return srv
 

@@ -17,7 +17,7 @@ from ..pubsub.subscription import Subscription
 from .storage import parse_bool, parse_limit
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..http.message import Request, Response, json_response, preflight_headers
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 
 def preflight(app: "App", request: Request, param: str) -> Response:

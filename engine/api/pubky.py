@@ -23,7 +23,7 @@ from ..errors import BadRequest
 from ..http.message import Request, Response, StreamResponse
 from ..http.paced import PacedBody
 from ..http.sse import text_frame
-from ..log.record import PUT
+from ..log.record import DEL, PUT
 from ..names import Pattern, decode_user, encode_content_hash, is_public, key_uri, parse_resume_point
 from ..pubsub import history
 from ..pubsub.history import ScanFilter
@@ -32,15 +32,16 @@ from .events import SSE_HEADERS, stream_reader
 from .storage import parse_bool, parse_limit
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 MAX_STREAM_USERS = 50
 KIND_TEXT = {PUT: "PUT", 2: "DEL"}
 
 
 def visible_to(reader: str | None) -> Callable[[Any], bool]:
+    """PUT and DEL events the reader may see (a relay's gap records have no pubky form: never listed)."""
     def visible(record: Any) -> bool:
-        return is_public(record.path) or (reader is not None and record.user == reader)
+        return record.kind <= DEL and (is_public(record.path) or (reader is not None and record.user == reader))
     return visible
 
 

@@ -3,7 +3,7 @@
 A storage is `<user><dir>/`; its items are the same set /sync and `POST /<user><dir>/` see (engine/sync/
 collections.py). What must stay true:
 - checks in SPEC order: parameters and filters (400), auth (401), unknown storage (404), all before any output;
-- /set stores the RFC 8785 canonical text of the value through `append_item`, exactly like POST /<user><dir>/;
+- /set stores the RFC 8785 canonical text of the value through the same collection append (api/writes.py), exactly like POST /<user><dir>/;
 - a private storage is read only with its owner's signature: HS1 over (method, decoded request path `/get` or
   `/bloom`, content hash of the body, empty for GET); streams also take it as `auth=`;
 - the SSE form of /get takes the items with seq <= the hub's published seq from the collection and everything
@@ -33,10 +33,11 @@ from ..sync.server import parse_storage
 from .events import SSE_HEADERS
 from .seed_answer import (JsonItems, Producer, Target, item_json, json_item, missing_digests,  # noqa: F401
                           sse_item_frame)
-from .storage import append_item, check_item_dir, check_value_size, parse_bool, parse_limit
+from .storage import check_item_dir, check_value_size, parse_bool, parse_limit
+from .writes import APPEND_OP, WriteOp, WriteResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 JSON_CONTENT_TYPE = "application/json"
 WHOLE_ANSWER_BYTES = 64 * 1024  # a /get answer up to this is sent whole (Content-Length); past it, streamed
@@ -274,8 +275,13 @@ def seed_set(app: "App", request: Request, param: str) -> Response:
         raise BadRequest(f"the value has no canonical JSON form: {exc}") from None
     check_value_size(app, data)
     app.auth.authorize_write(request.header(b"authorization"), "POST", request.path, request.body, user)
-    status, rec, _path = append_item(app, user, dir_path, data, JSON_CONTENT_TYPE)
-    return _with_seq(json_response(status, {"hash": encode_content_hash(rec.digest), "seq": rec.seq}), rec.seq)
+    op = WriteOp(APPEND_OP, user, dir_path, data, JSON_CONTENT_TYPE, app.auth.take_replay())
+    return app.writes.submit(request, op, _set_response)
+
+
+def _set_response(result: WriteResult) -> Response:
+    return _with_seq(json_response(result.status, {"hash": encode_content_hash(result.digest), "seq": result.seq}),
+                     result.seq)
 
 
 def _with_seq(resp: Response, seq: int) -> Response:

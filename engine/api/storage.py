@@ -11,12 +11,12 @@ from urllib.parse import quote
 
 from ..errors import BadRequest, InvalidName, NotFound, Unauthorized, ValueTooLarge
 from ..http.message import Request, Response
-from ..log.record import PUT
 from ..names import (MAX_PATH_BYTES, USER_ID_LENGTH, encode_content_hash, percent_decode, event_id, is_directory,
-                     is_public, item_name, key_uri, split_key)
+                     is_public, key_uri, split_key)
+from .writes import APPEND_OP, DELETE_OP, PUT_OP, WriteOp, WriteResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .context import AppContext as App
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_CONTENT_TYPE_BYTES = 1024  # what a log record holds (engine/log/store.py refuses more)
@@ -94,8 +94,12 @@ def storage_put(app: "App", request: Request, param: str) -> Response:
         raise InvalidName(f"cannot PUT a directory path {path!r}")
     content_type = write_content_type(request)
     app.auth.authorize_write(request.header(b"authorization"), "PUT", request.path, body, user)
-    record, created = app.keyspace.put(user, path, body, content_type)
-    return Response(201 if created else 204, write_headers(record.digest, record.seq, user), b"", record.seq)
+    op = WriteOp(PUT_OP, user, path, body, content_type, app.auth.take_replay())
+    return app.writes.submit(request, op, _put_response)
+
+
+def _put_response(result: WriteResult) -> Response:
+    return Response(result.status, write_headers(result.digest, result.seq, result.user), b"", result.seq)
 
 
 def storage_get(app: "App", request: Request, param: str) -> Response:
@@ -159,10 +163,12 @@ def storage_delete(app: "App", request: Request, param: str) -> Response:
     if is_directory(path):
         raise InvalidName(f"cannot DELETE a directory path {path!r}")
     app.auth.authorize_write(request.header(b"authorization"), "DELETE", request.path, request.body, user)
-    record = app.keyspace.delete(user, path)
-    if record is None:
-        raise NotFound(f"no value at {key_uri(user, path)}")
-    return Response(204, [(b"event-id", event_id(record.seq, user).encode("ascii"))], b"", record.seq)
+    op = WriteOp(DELETE_OP, user, path, replay=app.auth.take_replay())
+    return app.writes.submit(request, op, _delete_response)
+
+
+def _delete_response(result: WriteResult) -> Response:
+    return Response(204, [(b"event-id", event_id(result.seq, result.user).encode("ascii"))], b"", result.seq)
 
 
 def storage_post(app: "App", request: Request, param: str) -> Response:
@@ -174,21 +180,13 @@ def storage_post(app: "App", request: Request, param: str) -> Response:
     check_item_dir(path)
     content_type = write_content_type(request)
     app.auth.authorize_write(request.header(b"authorization"), "POST", request.path, body, user)
-    status, record_or_entry, item_path = append_item(app, user, path, body, content_type)
-    location = quote(f"/{user}{item_path}", safe="/").encode("ascii")  # a path may hold any UTF-8, even CR/LF
-    headers = [(b"location", location), (b"etag", etag(record_or_entry.digest))]
-    if status == 201:
-        headers.append((b"event-id", event_id(record_or_entry.seq, user).encode("ascii")))
-        return Response(201, headers, b"", record_or_entry.seq)
-    return Response(200, headers, b"", record_or_entry.seq)
+    op = WriteOp(APPEND_OP, user, path, body, content_type, app.auth.take_replay())
+    return app.writes.submit(request, op, _post_response)
 
 
-def append_item(app: "App", user: str, dir_path: str, body: bytes, content_type: str):
-    """Store an item of an append-only collection: (201, record, path) when new, (200, entry, path) if present."""
-    item_path = dir_path + item_name(body)
-    existing = app.keyspace.get(user, item_path)
-    if existing is not None:
-        return 200, existing, item_path
-    record, _ = app.keyspace.put(user, item_path, body, content_type)
-    assert record.kind == PUT
-    return 201, record, item_path
+def _post_response(result: WriteResult) -> Response:
+    location = quote(f"/{result.user}{result.path}", safe="/").encode("ascii")  # a path may hold any UTF-8
+    headers = [(b"location", location), (b"etag", etag(result.digest))]
+    if result.status == 201:
+        headers.append((b"event-id", event_id(result.seq, result.user).encode("ascii")))
+    return Response(result.status, headers, b"", result.seq)

@@ -68,10 +68,14 @@ class Event:
 
 @dataclass(frozen=True)
 class Gap:
-    """Events from_seq..to_seq (inclusive) were dropped by retention before this stream could read them."""
+    """Events from_seq..to_seq (inclusive) were dropped by retention before this stream could read them.
+
+    From a relay (SPEC 5.4), `upstream` names the upstream whose history no longer reached the relay's cursor,
+    and from_seq..to_seq are that upstream's seqs, not this stream's."""
 
     from_seq: int
     to_seq: int
+    upstream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,8 @@ class _Core:
         if kind == "gap":
             doc = json.loads(data)
             lo, hi = int(doc["from"]), int(doc["to"])
+            if doc.get("upstream") is not None:
+                return self._upstream_gap(frame, str(doc["upstream"]), lo, hi)
             if self.seq is not None:
                 if hi <= self.seq:
                     return None
@@ -287,6 +293,16 @@ class _Core:
             doc = json.loads(data)
             return End(str(doc.get("reason")), doc.get("last"))
         return None
+
+    def _upstream_gap(self, frame: dict[str, str], upstream: str, lo: int, hi: int) -> Gap | None:
+        """A relay's gap in one of its upstreams: a record of the relay's own stream, at the seq of its `id`."""
+        eid = frame.get("id")
+        if eid:
+            seq = refs.check_resume_point(eid)[0]
+            if self.seq is not None and seq <= self.seq:
+                return None
+            self.seq, self.last_id = seq, eid
+        return Gap(lo, hi, upstream)
 
     def final(self, value: Value) -> bool:
         """True when this value ends the iteration."""

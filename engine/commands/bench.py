@@ -15,7 +15,11 @@ BENCHES = {
     "http": "engine.bench.http",
     "fanout": "engine.bench.fanout",
     "sync": "engine.bench.sync",
+    "retention": "engine.bench.retention",
+    "restart": "engine.bench.restart",
     "policy": "engine.bench.policy",
+    "workers": "engine.bench.workers",
+    "relay": "engine.bench.relay",
 }
 
 

@@ -14,13 +14,21 @@ examples:
   homestream serve --data /var/lib/homestream --host 0.0.0.0 --fsync always
   homestream serve --config homestream.toml         # any flag below as a TOML key
   HOMESTREAM_PORT=7000 homestream serve             # any flag as HOMESTREAM_<NAME>
+  homestream serve --workers auto                   # one writer + a worker process per usable core
 """
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
+    add_settings_flags(parser, skip=Settings.relay_only())
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """`--config` and one flag per Settings field (but those in `skip`)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file with settings (flags and env override it)")
     for name, default, doc in Settings.describe():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=doc)
@@ -39,7 +47,7 @@ def setup_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name, _, _ in Settings.describe()}
+    overrides = {name: getattr(args, name, None) for name, _, _ in Settings.describe()}
     try:
         settings = Settings.load(args.config, overrides=overrides)
     except (OSError, ValueError) as exc:
@@ -47,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(settings.log_level)
     from ..errors import StorageError
-    from ..server import run as run_server
+    from ..workers.supervisor import run as run_server  # --workers 1: the one-process server, unchanged
 
     try:
         return run_server(settings)

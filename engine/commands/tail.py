@@ -83,7 +83,12 @@ def format_event(ev: Event, as_json: bool) -> str:
 
 def format_gap(gap: Gap, as_json: bool) -> str:
     if as_json:
+        if gap.upstream is not None:
+            return json.dumps({"gap": {"upstream": gap.upstream, "from": gap.from_seq, "to": gap.to_seq}})
         return json.dumps({"gap": {"from": gap.from_seq, "to": gap.to_seq}})
+    if gap.upstream is not None:
+        return (f"gap: upstream {gap.upstream} events {gap.from_seq}..{gap.to_seq} were lost before the relay "
+                "copied them")
     return f"gap: events {gap.from_seq}..{gap.to_seq} were dropped by retention"
 
 

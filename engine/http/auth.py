@@ -143,6 +143,10 @@ class Authenticator:
         self._checked: Checked | None = None  # the answer `remember`ed for the request being handled
         self.write_gate: Callable[[str], None] | None = None  # Policy.admit_write: may raise 403/429
         self._unsettled: list[tuple[bytes, int, float]] = []  # write signatures of the request being handled
+        # serve --workers N: the replay check of a write is left to the writer process, which sees every worker's
+        # writes; `verify` then keeps the token for the handler to send along (`take_replay`)
+        self.replay_elsewhere = False
+        self._replay_token: tuple[bytes, int] | None = None
 
     def prepare(self, header: str | None, method: str, path: str, body: bytes) -> tuple[Credentials, bytes, float]:
         """Parse the header and check the clock: (credentials, signed text, now), or Unauthorized."""
@@ -177,9 +181,12 @@ class Authenticator:
         if not valid:
             raise Unauthorized("bad signature")
         if write:
-            if self.replay.seen(creds.signature, now) or any(u[0] == creds.signature for u in self._unsettled):
-                raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
-            self._unsettled.append((creds.signature, creds.timestamp, now))
+            if self.replay_elsewhere:  # the writer process checks and remembers it (engine/api/writes.py)
+                self._replay_token = (creds.signature[:16], creds.timestamp)
+            else:
+                if self.replay.seen(creds.signature, now) or any(u[0] == creds.signature for u in self._unsettled):
+                    raise Unauthorized("replayed signature: this write was already accepted", code=REPLAYED)
+                self._unsettled.append((creds.signature, creds.timestamp, now))
         return creds.signer
 
     def settle(self, accepted: bool) -> None:
@@ -198,6 +205,11 @@ class Authenticator:
                 raise Unauthorized("the signer is not the user this path belongs to")
         if self.write_gate is not None:  # SPEC 5.2: signup and rate limits, right after auth (engine/policy)
             self.write_gate(owner)
+
+    def take_replay(self) -> tuple[bytes, int] | None:
+        """The replay token `verify` kept for the write being handled (only with `replay_elsewhere`), once."""
+        token, self._replay_token = self._replay_token, None
+        return token
 
     def reader(self, header: str | None, method: str, path: str) -> str | None:
         """The authenticated reader, or None when no credentials were sent. Bad credentials are 401."""

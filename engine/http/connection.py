@@ -25,7 +25,9 @@ with the cached bytes at its end, before any Request is made. Invariants:
 - a body over LARGE_BODY leaves as a write of its own after its head, never copied behind it (nor cached);
 - a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded;
 - while a request waits for its signature check (a Deferred, engine/http/offload.py) the connection parses
-  nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order.
+  nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order;
+- in a worker of `serve --workers N` (`app.fresh` set), a request that is not a write and follows a write whose
+  answer still waits for the follower is handled only once that write is applied (read your writes).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import asyncio
 import collections
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h11
 
@@ -42,9 +44,30 @@ from ..errors import ClientError
 from .message import (Request, Response, StreamResponse, encode_header_lines, encode_response_head, parse_target,
                       raw_error_bytes, splice_head)
 from .offload import Deferred
+from .router import route
 
-if TYPE_CHECKING:
-    from ..server import Server
+
+
+class Host(Protocol):
+    """What a connection uses of the server that accepted it (engine/server.py's Server): typed here so that
+    this module does not import server.py, which imports it."""
+
+    app: Any
+    settings: Any
+    loop: asyncio.AbstractEventLoop
+
+    def admit(self, conn: "HttpConnection") -> bool: ...
+
+    def forget(self, conn: "HttpConnection") -> None: ...
+
+    def wait_for_commit(self, conn: "HttpConnection") -> None: ...
+
+    timer_step: float  # the shortest request timeout (see HttpConnection._schedule)
+
+    def reserve_body(self, size: int, whole: int) -> bool: ...
+
+    def release_body(self, size: int) -> None: ...
+
 
 log = logging.getLogger("homestream.http")
 
@@ -75,6 +98,21 @@ def _head_event(status: int, length: int, close: bool) -> h11.Response:
     return event
 
 
+_WRITE_HANDLERS = frozenset(("storage_put", "storage_delete", "storage_post", "seed_set"))
+
+
+def _is_write(event: h11.Request) -> bool:
+    """True for a request a worker forwards to the writer (PUT, DELETE, a collection POST, /set/)."""
+    method = event.method
+    if method in (b"GET", b"HEAD", b"OPTIONS"):
+        return False
+    try:
+        path, _query = parse_target(event.target)
+        return route(method.decode("ascii"), path).handler in _WRITE_HANDLERS
+    except (ClientError, UnicodeDecodeError):
+        return False
+
+
 def _framing_length(response: Response) -> tuple[int, list[tuple[bytes, bytes]]]:
     """(Content-Length to frame, -1 for none; the other headers). A HEAD answer names the GET's length."""
     length = -1 if response.status in (204, 304) else len(response.body)
@@ -94,7 +132,7 @@ class HttpConnection(asyncio.Protocol):
                  "backlogged", "queue_limit", "reserved", "body_base", "body_cap", "paused_at", "_saved_timer",
                  "timer_at", "send_mark")
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Host):
         self.server = server
         self.app = server.app
         self.settings = server.settings
@@ -348,6 +386,17 @@ class HttpConnection(asyncio.Protocol):
         if self.reserved:
             self.server.release_body(self.reserved)
             self.reserved = 0
+        fresh = self.app.fresh
+        if fresh is not None:
+            fresh()  # a worker of `serve --workers N`: apply what the writer made durable first (read your writes)
+            if self.pending and not _is_write(event):
+                need = max(entry[1] for entry in self.pending)
+                if need > self.app.durable_seq():
+                    self._after_own_writes(event, headers, bytes(body), need)
+                    return
+        self._handle(event, headers, body)
+
+    def _handle(self, event: h11.Request, headers: dict[bytes, bytes], body: bytes | bytearray) -> None:
         if event.method == b"GET" and self._answer_from_cache(event.target, headers):
             return
         request, error = self._make_request(event, headers, bytes(body))
@@ -357,6 +406,21 @@ class HttpConnection(asyncio.Protocol):
             response.on_done = self._finish_deferred
             return
         self._respond(request, response)
+
+    def _after_own_writes(self, event: h11.Request, headers: dict[bytes, bytes], body: bytes, need: int) -> None:
+        """A worker acknowledges a write once its follower has applied it; a read after a write on this connection
+        must see it, so it is handled only then: queued behind the write's answer, parsing nothing more meanwhile
+        (as for a Deferred). Writes are not held: the writer orders them, so pipelined writes share commits."""
+        self.deferred = Deferred(None)
+
+        def resume() -> None:
+            self.deferred = None
+            if self.closed:
+                return
+            self._handle(event, headers, body)
+            self._go_on()
+
+        self._emit(b"", need, resume)
 
     def _respond(self, request: Request, response: Response | StreamResponse) -> None:
         if type(response) is StreamResponse:
@@ -396,8 +460,16 @@ class HttpConnection(asyncio.Protocol):
         self.deferred = None
         if self.closed:
             return  # the peer went away meanwhile: the handler's work stands, the answer has no one to go to
+        if type(response) is Deferred:  # the handler handed the write on (a worker to its writer): wait again
+            self.deferred = response
+            response.on_done = self._finish_deferred
+            return
         self._respond(request, response)
-        if self.closed or self.stream is not None:
+        self._go_on()
+
+    def _go_on(self) -> None:
+        """After an answer that was waited for: read and parse the requests that came meanwhile."""
+        if self.closed or self.stream is not None or self.deferred is not None:
             return
         if self.conn.their_state is h11.MUST_CLOSE or self.transport.is_closing():
             return

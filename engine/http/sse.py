@@ -8,10 +8,10 @@ produced (an empty chunk would end the HTTP body).
 
 from __future__ import annotations
 
-from ..jsontext import dumps as _dumps
-from ..log.record import DEL, PUT
 from base64 import b64encode
 
+from ..jsontext import dumps as _dumps
+from ..kinds import DEL, PUT
 from ..names import _CROCKFORD_PAIRS as _PAIRS, CROCKFORD_ALPHABET as _CROCK
 
 RETRY_MS = 2000

@@ -25,6 +25,8 @@ from engine.log.record import DEL, PUT, Record
 from engine.log.store import Log, _fast_path_bytes
 from engine.names import content_digest, encode_content_hash, is_item_name
 
+from . import checkpoint as _checkpoint
+
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -64,15 +66,20 @@ class Keyspace:
         self._live_bytes: dict[bytes, int] = {}  # per user, once asked (live_bytes); kept current by put/delete
         self.put_guard: Callable[[str, int, int, int], None] | None = None  # (user, live, old, new): may raise
         self._owns_log = False
+        self.checkpoint_used = False
         self.log = log
         if log is not None:
             log.scan(self._visit)
             self._drop_empty()
 
     @classmethod
-    def open(cls, directory: str, **log_kwargs) -> "Keyspace":
+    def open(cls, directory: str, *, use_checkpoint: bool = True, **log_kwargs) -> "Keyspace":
+        """With `use_checkpoint`, a valid checkpoint.bin (engine/keyspace/checkpoint.py) gives the index up to
+        its seq and only the records after it are scanned; an invalid one is ignored with a log line."""
         ks = cls()
-        ks.log = Log.open(directory, visitor=ks._visit, **log_kwargs)
+        trusted = _checkpoint.load(directory, ks._users) if use_checkpoint else None
+        ks.log = Log.open(directory, visitor=ks._visit, trusted=trusted, **log_kwargs)
+        ks.checkpoint_used = trusted is not None and trusted.used
         ks._owns_log = True
         ks._drop_empty()
         return ks
@@ -249,29 +256,16 @@ class Keyspace:
         """Append a PUT and point the key at it: (record, created)."""
         if path.endswith("/"):
             raise InvalidName(f"invalid path {path!r}: a directory cannot hold a value")
-        user_b, path_b = self._key(user, path)
-        d = self._users.get(user_b)
-        old_loc = d.get(path_b) if d is not None else None
-        live = self._live_bytes.get(user_b)
         guard = self.put_guard
-        if guard is not None or live is not None:
+        if guard is not None:
+            user_b, path_b = self._key(user, path)
+            d = self._users.get(user_b)
+            old_loc = d.get(path_b) if d is not None else None
             old_size = self.log.header_at(old_loc)[5] if old_loc is not None else 0
-            if guard is not None:
-                if live is None:
-                    live = self._user_bytes(user_b)
-                guard(user, live, old_size, len(value))
+            guard(user, self._user_bytes(user_b), old_size, len(value))
         digest = content_digest(value)
         rec = self.log.append(PUT, user, path, value, digest, content_type or DEFAULT_CONTENT_TYPE, ts)
-        if live is not None:
-            self._live_bytes[user_b] = live - old_size + len(value)
-        if d is None:
-            d = self._users[user_b] = {}
-        created = old_loc is None
-        d[path_b] = rec.loc
-        if created:
-            sp = self._sorted.get(user_b)
-            if sp is not None:
-                insort(sp, path_b)
+        created = self._point(user, path, rec)
         for fn in self._listeners:
             fn(PUT, user, path, rec)
         return rec, created
@@ -283,6 +277,54 @@ class Keyspace:
         if d is None or path_b not in d:
             return None
         rec = self.log.append(DEL, user, path, ts=ts)
+        self._unpoint(user_b, path_b)
+        for fn in self._listeners:
+            fn(DEL, user, path, rec)
+        return rec
+
+    def apply(self, rec: Record) -> None:
+        """Point the index at a record appended elsewhere (a follower: engine/follower/), exactly as put and
+        delete do after their own append, listeners included. Records must come in seq order, each once."""
+        if rec.kind == PUT:
+            self._point(rec.user, rec.path, rec)
+        else:
+            user_b, path_b = self._key(rec.user, rec.path)
+            if not self._unpoint(user_b, path_b):
+                return
+        for fn in self._listeners:
+            fn(rec.kind, rec.user, rec.path, rec)
+
+    def rebuild(self, load: Callable[[Callable], None]) -> None:
+        """Forget the index and refill it from load(visitor) (a follower re-reading the log after the writer's
+        retention moved records). Listeners are not called: what they keep is derived from the same records."""
+        self._users.clear()
+        self._sorted.clear()
+        self._live_bytes.clear()
+        load(self._visit)
+        self._drop_empty()
+
+    def _point(self, user: str, path: str, rec: Record) -> bool:
+        user_b, path_b = self._key(user, path)
+        d = self._users.get(user_b)
+        if d is None:
+            d = self._users[user_b] = {}
+        old_loc = d.get(path_b)
+        created = old_loc is None
+        live = self._live_bytes.get(user_b)
+        if live is not None:
+            old_size = self.log.header_at(old_loc)[5] if old_loc is not None else 0
+            self._live_bytes[user_b] = live - old_size + len(rec.value)
+        d[path_b] = rec.loc
+        if created:
+            sp = self._sorted.get(user_b)
+            if sp is not None:
+                insort(sp, path_b)
+        return created
+
+    def _unpoint(self, user_b: bytes, path_b: bytes) -> bool:
+        d = self._users.get(user_b)
+        if d is None or path_b not in d:
+            return False
         live = self._live_bytes.get(user_b)
         if live is not None:
             self._live_bytes[user_b] = live - self.log.header_at(d[path_b])[5]
@@ -296,9 +338,7 @@ class Keyspace:
             del self._users[user_b]
             self._sorted.pop(user_b, None)
             self._live_bytes.pop(user_b, None)
-        for fn in self._listeners:
-            fn(DEL, user, path, rec)
-        return rec
+        return True
 
     # ---- retention ----
 
@@ -315,10 +355,29 @@ class Keyspace:
             if d.get(path_b) == rec.loc:
                 d[path_b] = new_loc
 
+    def live_raw(self, user_b: bytes, path_b: bytes, loc: int) -> bool:
+        """Is the PUT at `loc` (of this user and path) the key's current record? Safe from a worker thread."""
+        d = self._users.get(user_b)
+        return d is not None and d.get(path_b) == loc
+
+    def move_raw(self, user_b: bytes, path_b: bytes, old: int, new: int) -> None:
+        """Point the key at `new` if it still points at `old` (a write made meanwhile wins). Owner thread only."""
+        d = self._users.get(user_b)
+        if d is not None and d.get(path_b) == old:
+            d[path_b] = new
+
     def apply_retention(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None) -> dict:
-        """Log retention keeping the current value of every live key (see Log.apply_retention)."""
-        return self.log.apply_retention(max_age_seconds, max_bytes, is_live=self.is_live, on_move=self._moved,
-                                        now=now)
+        """Log retention keeping the current value of every live key (see Log.apply_retention), inline."""
+        return self.retention_pass(max_age_seconds, max_bytes, now=now).run_sync()
+
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, now: float | None = None):
+        """The same as a RetentionPass whose `await run()` keeps the loop free (engine/log/compaction.py)."""
+        return self.log.retention_pass(max_age_seconds, max_bytes, live_raw=self.live_raw, move_raw=self.move_raw,
+                                       now=now)
+
+    def checkpoint_writer(self) -> "_checkpoint.CheckpointWriter":
+        """A writer of checkpoint.bin for this index: `await w.run()` on the loop, or w.run_sync()."""
+        return _checkpoint.CheckpointWriter(self)
 
     def close(self) -> None:
         """Close the log if this keyspace opened it (Keyspace.open); idempotent."""

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import re
 
-from .record import HEADER_SIZE, KINDS, MAGIC, PREFIX, PREFIX_SIZE, U32, BadRecord, check
+from .record import HEADER_SIZE, MAGIC, MAGIC_V2, PREFIX, PREFIX_SIZE, U32, BadRecord, check, framing_ok
 
-# a record's magic byte followed by a known kind: where a record's offset + 8 may be
-_CANDIDATE = re.compile(rb"\xb1[\x01\x02]")
+# a record's magic byte followed by a known kind, in either record version: where a record's offset + 8 may be
+_CANDIDATE = re.compile(rb"\xb1[\x01\x02]|\xb2[\x01\x02\x03]")
 
 
 class Span:
@@ -151,8 +151,8 @@ def resync(buf, bad_off: int, end: int, last_seq: int, *, contiguous: bool,
     starts right after it, or the data ends there) wins; the first plausible one if none is confirmed."""
     scan_from = bad_off + 1
     if end - bad_off >= PREFIX_SIZE:
-        length, _c, magic, kind, plen, clen, _f, _s, _t, vlen = PREFIX.unpack_from(buf, bad_off)
-        if magic == MAGIC and kind in KINDS and length == HEADER_SIZE + plen + clen + vlen:
+        length, _c, magic, kind, plen, clen, flags, _s, _t, vlen = PREFIX.unpack_from(buf, bad_off)
+        if framing_ok(magic, kind, plen, clen, flags, vlen, length):
             scan_from = bad_off + length
     first = None
     for m in _CANDIDATE.finditer(buf, scan_from + 8, end):
@@ -183,7 +183,7 @@ def count_record_starts(buf, off: int, end: int) -> int:
         if end - off < PREFIX_SIZE:
             break
         length = U32.unpack_from(buf, off)[0]
-        if length < HEADER_SIZE or off + length >= end or buf[off + 8] != MAGIC:
+        if length < HEADER_SIZE or off + length >= end or buf[off + 8] not in (MAGIC, MAGIC_V2):
             break
         off += length
     return n

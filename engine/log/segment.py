@@ -26,6 +26,7 @@ import json
 import mmap
 import os
 import re
+import threading
 
 from engine.errors import LogFull, StorageError
 
@@ -52,11 +53,10 @@ class Segment:
     """One segment file and its shared mapping. Attributes other modules read: id, path, first_seq, capacity,
     used, count, last_seq, last_ts, sealed, mv (a memoryview over the whole map), index (a SparseIndex)."""
 
-    _next_id = 1
+    _ids: "SegmentIds"  # set below: made on the loop and by retention's worker thread
 
     def __init__(self, path: str, fd: int, first_seq: int, capacity: int):
-        self.id = Segment._next_id
-        Segment._next_id += 1
+        self.id = Segment._ids.take()
         self.loc_base = self.id << 40  # store.LOC_SHIFT
         self.path = path
         self.fd = fd
@@ -72,6 +72,12 @@ class Segment:
         self.pending = path.endswith(PENDING_SUFFIX)
         self.retired = False
         self.index = None  # set by store.py
+
+    def adopt_id(self, seg_id: int) -> None:
+        """Take the id a checkpoint knew this segment by (engine/log/trusted.py `adopt_ids`), before any
+        location in it is handed out."""
+        self.id = seg_id
+        self.loc_base = seg_id << 40
 
     # ---- creation ----
 
@@ -216,6 +222,32 @@ class Segment:
 
     def __repr__(self) -> str:
         return f"Segment({os.path.basename(self.path)}, used={self.used}, count={self.count})"
+
+
+class SegmentIds:
+    """Segment ids, unique for the life of the process (a location names one record); thread-safe."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        with self._lock:
+            n = self._next
+            self._next += 1
+            return n
+
+    def peek(self) -> int:
+        """The next id `take` gives: every id at or above it was never handed out."""
+        return self._next
+
+    def reserve_through(self, n: int) -> None:
+        """Never hand out ids up to `n` (they were adopted from a checkpoint)."""
+        with self._lock:
+            self._next = max(self._next, n + 1)
+
+
+Segment._ids = SegmentIds()
 
 
 # ---- directory operations ----

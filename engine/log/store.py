@@ -48,10 +48,13 @@ from engine.errors import (
 from engine.names import check_path, decode_user
 
 from . import recovery as _recovery
+from .compaction import RetentionPass
 from . import segment as _seg
+from . import trusted as _trusted
 from .index import DEFAULT_INTERVAL, SparseIndex
 from .record import (
-    DEL, HEADER, HEADER_SIZE, MAGIC, PREFIX, PUT, Record, U32, crc32c, decode_records,
+    DEL, GAP, HEADER, HEADER_SIZE, MAGIC, MAGIC_V2, MAX_EXT_LEN, PREFIX, PUT, Record, U32, crc32c, decode_records,
+    framing_ok,
 )
 from .segment import Segment
 
@@ -126,7 +129,7 @@ class Log:
 
     def __init__(self, directory: str, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: str = "batch",
                  commit_window: float = 0.002, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None):
+                 index_interval: int = DEFAULT_INTERVAL, visitor: Callable | None = None, trusted=None):
         if fsync not in ("always", "batch", "never"):
             raise ValueError(f"fsync must be always, batch or never, not {fsync!r}")
         if segment_bytes < 4096:
@@ -163,7 +166,7 @@ class Log:
         _seg.ensure_directory(self.directory)
         self._lock_fd = _seg.lock_directory(self.directory)
         try:
-            self._recover(visitor)
+            self._recover(visitor, trusted)
         except BaseException:
             for s in self._segments:
                 s.close()
@@ -175,11 +178,12 @@ class Log:
 
     # ------------------------------------------------------------------ recovery
 
-    def _recover(self, visitor) -> None:
+    def _recover(self, visitor, trusted=None) -> None:
         """Open the segments, check that nothing is missing or damaged, cut a torn tail (see docs/STORAGE.md).
 
         Refuses (DamagedSegment, MissingSegments, CorruptLog) before changing any file when acknowledged
         records may be gone; `homestream repair` is the operator's way on (engine/log/repair.py)."""
+        id_floor = Segment._ids.peek()  # ids from here on were never handed out before this open
         meta = _seg.read_meta(self.directory)
         self._hw = _seg.read_highwater(self.directory) or {}
         self._hw_key: tuple[int, int] | None = None  # (first seq, capacity) highwater.json covers
@@ -213,10 +217,11 @@ class Log:
             active.sealed = False
             firsts = [s.first_seq for s in segments if s.first_seq >= meta_first]
             self._first_seq = firsts[0] if firsts else active.first_seq
+        resume = self._use_trusted(trusted, segments, id_floor)
         prev_last = 0
         for s in segments[:-1]:
             history = s.first_seq >= self._first_seq
-            self._scan(s, prev_last, history, sealed=True, visitor=visitor)
+            self._scan(s, prev_last, history, sealed=True, visitor=visitor, resume=resume.get(s.id))
             prev_last = s.last_seq
         if segments:
             active = segments[-1]
@@ -225,7 +230,7 @@ class Log:
                                  f"not after {prev_last}")
             self._check_holes(segments)
             history = active.first_seq >= self._first_seq
-            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor)
+            bad = self._scan(active, prev_last, history, sealed=False, visitor=visitor, resume=resume.get(active.id))
             self._check_newest(segments, meta_next)
             if bad is not None:
                 self._cut_torn_tail(active, bad[0], bad[1], history, meta_next)
@@ -264,6 +269,22 @@ class Log:
         self._written = (last, self._active, self._active.used)
         self._synced_seq = last
         self.durable_seq = last
+
+    def _use_trusted(self, trusted, segments: list[Segment], id_floor: int) -> dict:
+        """A checkpoint's prefix (engine/log/trusted.py) that the scan may skip: {segment id: resume state}, if
+        it still matches the files; else it is rejected (trusted.reject(reason)) and everything is scanned.
+        The segments take the checkpoint's ids when they can (its locations then need no remapping)."""
+        if trusted is None:
+            return {}
+        reason = _trusted.verify(segments, trusted.states, trusted.first_seq, self._first_seq if segments else -1)
+        if reason is not None:
+            trusted.reject(reason)
+            return {}
+        if _trusted.adopt_ids(segments, trusted.ids, id_floor):
+            self._by_id = {s.id: s for s in segments}
+        out = {s.id: _trusted.resume(s, st) for s, st in zip(segments, trusted.states)}
+        trusted.accept([s.id for s in segments[:len(trusted.states)]])
+        return out
 
     # ---- the checks that refuse to open (issue 21: never lose acknowledged records silently)
 
@@ -382,14 +403,14 @@ class Log:
         if seg.capacity < HEADER_SIZE:
             return None
         length, _crc, magic, kind, _p, _c, _f, seq, _ts, _v = PREFIX.unpack_from(seg.mm, 0)
-        if length == 0 or magic != MAGIC or kind not in (PUT, DEL) or length > seg.capacity:
+        if length == 0 or length > seg.capacity or not framing_ok(magic, kind, _p, _c, _f, _v, length):
             return None
         if crc32c(seg.mv[8:length]) != _crc:
             return None
         return seq
 
     def _scan(self, seg: Segment, prev_last: int, history: bool, *, sealed: bool,
-              visitor) -> tuple[int, str] | None:
+              visitor, resume: tuple | None = None) -> tuple[int, str] | None:
         """Walk every record of `seg`, checking framing, CRC and seq order; rebuild its sparse index.
 
         WARNING: this is the recovery scanner; it must change together with record.py's layout.
@@ -407,14 +428,19 @@ class Log:
         last_seq = prev_last
         last_ts = 0
         expect = seg.first_seq if history else None
+        if resume is not None:  # a checkpoint vouched for the records before this offset (engine/log/trusted.py)
+            off, count, last_seq, last_ts, since = resume
+            if expect is not None and count:
+                expect = last_seq + 1
         bad = None
         loc_base = seg.id << LOC_SHIFT
         while off + HEADER_SIZE <= cap:
             length, crc, magic, kind, plen, clen, _flags, seq, ts, vlen = unpack(mm, off)
             if length == 0:
                 break
-            if magic != MAGIC or kind not in (1, 2) or length < HEADER_SIZE or off + length > cap \
-                    or HEADER_SIZE + plen + clen + vlen != length:
+            if length < HEADER_SIZE or off + length > cap or ((
+                    magic != MAGIC or kind not in (1, 2) or HEADER_SIZE + plen + clen + vlen != length)
+                    and not framing_ok(magic, kind, plen, clen, _flags, vlen, length)):  # version 2: record.py
                 bad = "bad framing"
                 break
             if crc32c(mv[off + 8:off + length]) != crc:
@@ -503,8 +529,11 @@ class Log:
         return b
 
     def append(self, kind: int, user: str, path: str, value=b"", digest: bytes = b"", content_type: str = "",
-               ts: int | None = None) -> Record:
+               ts: int | None = None, ext: bytes = b"") -> Record:
         """Append one record and return it (not yet durable: see wait_durable). Synchronous.
+
+        A non-empty `ext` writes a version 2 record (record.py) with that extension block; only then is the kind
+        GAP allowed, and a PUT keeps the digest it is given even with an empty value (a relay's copy).
 
         ValueTooLarge / InvalidName / LogFull leave the log unchanged and appendable.
         """
@@ -520,7 +549,14 @@ class Log:
         if (path_b[:1] != b"/" or len(path_b) > 1024 or b"\0" in path_b or b"//" in path_b
                 or b"/." in path_b):
             path_b = _fast_path_bytes(path)
-        if kind == PUT:
+        if ext and (kind == GAP or (kind == PUT and digest)):
+            vlen = len(value)
+            if vlen > self.max_value_bytes:
+                raise ValueTooLarge(f"value of {vlen} bytes is over the limit of {self.max_value_bytes} bytes")
+            if len(ext) > MAX_EXT_LEN or (digest and len(digest) != 32):
+                raise ValueError("extension or digest too long for a version 2 record")
+            ctype_b = content_type.encode("utf-8")
+        elif kind == PUT:
             vlen = len(value)
             if vlen > self.max_value_bytes:
                 raise ValueTooLarge(f"value of {vlen} bytes is over the limit of {self.max_value_bytes} bytes")
@@ -540,7 +576,9 @@ class Log:
             raise ValueError(f"unknown record kind {kind!r}")
         plen = len(path_b)
         clen = len(ctype_b)
-        length = HEADER_SIZE + plen + clen + vlen
+        elen = len(ext)
+        length = HEADER_SIZE + plen + clen + vlen + elen
+        magic = MAGIC_V2 if elen else MAGIC
         seg = self._active
         off = seg.used
         if off + length > seg.capacity:
@@ -553,12 +591,12 @@ class Log:
         end = off + length
         if vlen <= 4096:
             # small record: frame it in one bytes object, CRC it, write it with one copy
-            body = _REST.pack(MAGIC, kind, plen, clen, 0, seq, ts, vlen, user_b, digest or _ZERO_DIGEST) \
-                + path_b + ctype_b + value
+            body = _REST.pack(magic, kind, plen, clen, elen, seq, ts, vlen, user_b, digest or _ZERO_DIGEST) \
+                + path_b + ctype_b + value + ext
             _LEN_CRC.pack_into(mm, off, length, crc32c(body))
             mm[off + 8:end] = body
         else:
-            HEADER.pack_into(mm, off, length, 0, MAGIC, kind, plen, clen, 0, seq, ts, vlen, user_b,
+            HEADER.pack_into(mm, off, length, 0, magic, kind, plen, clen, elen, seq, ts, vlen, user_b,
                              digest or _ZERO_DIGEST)
             p = off + HEADER_SIZE
             mm[p:p + plen] = path_b
@@ -566,7 +604,9 @@ class Log:
             if clen:
                 mm[p:p + clen] = ctype_b
                 p += clen
-            mm[p:end] = value
+            mm[p:end - elen] = value
+            if elen:
+                mm[end - elen:end] = ext
             U32.pack_into(mm, off + 4, crc32c(seg.mv[off + 8:end]))
         seg.used = end
         seg.count += 1
@@ -579,7 +619,7 @@ class Log:
             index.offsets.append(off)
         index._since = 0 if since + 1 >= index.interval else since + 1
         self._next_seq = seq + 1
-        rec = Record(seq, ts, kind, user, path, digest, content_type, value, seg.loc_base | off)
+        rec = Record(seq, ts, kind, user, path, digest, content_type, value, seg.loc_base | off, ext)
         self._written = (seq, seg, end)
         if self._listeners:
             self._unnotified.append(rec)
@@ -838,7 +878,7 @@ class Log:
             users: dict[bytes, str] = {}  # user ids and content types repeat: decode each once per segment
             ctypes: dict[bytes, str] = {}
             while off < end:
-                (length, _crc, _magic, kind, plen, clen, _flags, rseq, ts, vlen, user_b,
+                (length, _crc, magic, kind, plen, clen, flags, rseq, ts, vlen, user_b,
                  digest) = unpack(raw, off)
                 if rseq > until:
                     return
@@ -854,7 +894,8 @@ class Log:
                 if user is None:
                     user = users[user_b] = user_b.decode("ascii")
                 yield Record(rseq, ts, kind, user, path, b"" if kind == DEL else digest, ctype,
-                             mv[p:p + vlen], loc_base | off)
+                             mv[p:p + vlen], loc_base | off,
+                             mv[off + length - flags:off + length] if magic == MAGIC_V2 else b"")
                 off += length
 
     def read_raw(self, seq: int, until: int | None = None,
@@ -901,14 +942,14 @@ class Log:
             raise KeyError(f"no segment for location {loc}")
         mv = seg.mv
         off = loc & LOC_MASK
-        (length, _crc, _magic, kind, plen, clen, _flags, seq, ts, vlen, user_b, digest) = HEADER.unpack_from(mv, off)
+        (length, _crc, magic, kind, plen, clen, flags, seq, ts, vlen, user_b, digest) = HEADER.unpack_from(mv, off)
         p = off + HEADER_SIZE
         path = str(mv[p:p + plen], "utf-8")
         p += plen
         ctype = str(mv[p:p + clen], "utf-8")
         p += clen
         return Record(seq, ts, kind, user_b.decode("ascii"), path, b"" if kind == DEL else digest, ctype,
-                      mv[p:p + vlen], loc)
+                      mv[p:p + vlen], loc, mv[off + length - flags:off + length] if magic == MAGIC_V2 else b"")
 
     def header_at(self, loc: int) -> tuple[int, int, int, bytes, str, int]:
         """(seq, ts, kind, digest, content_type, value_len) of the record at `loc`, without its value."""
@@ -925,6 +966,11 @@ class Log:
         length, _crc, _magic, _kind, plen, clen, _f, _seq, _ts, vlen = PREFIX.unpack_from(seg.mv, off)
         p = off + HEADER_SIZE + plen + clen
         return seg.mv[p:p + vlen]
+
+    def raw_segments(self) -> list[memoryview]:
+        """The records of every live segment (compacted ones included) as raw slices, oldest first, for
+        `decode_records`; same lifetime rules as `read_raw`."""
+        return [s.mv[:s.used] for s in self._segments]
 
     def scan(self, visitor: Callable) -> None:
         """visitor(kind, user_bytes, path_bytes, loc) for every record of every segment, in seq order."""
@@ -947,88 +993,17 @@ class Log:
         """Compact sealed segments older than `max_age_seconds` or beyond `max_bytes` (oldest first, never the
         active one): records with is_live(record) True are copied (same bytes, same seq) into a rewritten
         segment, others dropped; a segment with nothing live is deleted. first_seq moves past them.
-        on_move(record, new_loc) reports each record that moved. Returns counts.
+        on_move(record, new_loc) reports each record that moved. Returns counts. Runs wholly on the calling
+        thread; `retention_pass` gives a pass whose heavy work runs off the loop (engine/log/compaction.py).
         """
         if self._closed:
             raise LogClosed("the log is closed")
-        if not max_age_seconds and not max_bytes:
-            return {"compacted": 0, "removed": 0, "first_seq": self._first_seq}
-        is_live = is_live or (lambda rec: False)
-        self.flush()
-        now_ms = (time.time() if now is None else now) * 1000
-        cutoff = now_ms - max_age_seconds * 1000 if max_age_seconds else None
-        result = {"compacted": 0, "removed": 0}
+        return self.retention_pass(max_age_seconds, max_bytes, is_live=is_live, on_move=on_move,
+                                   now=now).run_sync()
 
-        def wanted(seg: Segment) -> bool:
-            if cutoff is not None and seg.last_ts < cutoff:
-                return True
-            return bool(max_bytes) and self.size_bytes > max_bytes
-
-        candidates = [s for s in self._segments[:-1] if s.first_seq >= self._first_seq]
-        if not candidates or not wanted(candidates[0]):
-            return {**result, "first_seq": self._first_seq}
-        # older compacted segments first, so that no dead record outlives a newer tombstone that is dropped
-        for seg in [s for s in self._segments[:-1] if s.first_seq < self._first_seq]:
-            self._compact(seg, is_live, on_move, result, already_compacted=True)
-        for seg in candidates:
-            if not wanted(seg):
-                break
-            new_first = self._segments[self._segments.index(seg) + 1].first_seq
-            self._first_seq = new_first
-            _seg.write_meta(self.directory, {"first_seq": new_first, "next_seq": self._next_seq})
-            self._compact(seg, is_live, on_move, result, already_compacted=False)
-        _seg.write_meta(self.directory, {"first_seq": self._first_seq, "next_seq": self._next_seq})
-        result["first_seq"] = self._first_seq
-        return result
-
-    def _compact(self, seg: Segment, is_live, on_move, result: dict, *, already_compacted: bool) -> None:
-        live: list[tuple[Record, int, int]] = []
-        mv = seg.mv
-        off = 0
-        base = seg.id << LOC_SHIFT
-        for rec in decode_records(mv[:seg.used]):
-            length = U32.unpack_from(mv, off)[0]
-            rec.loc = base | off
-            if is_live(rec):
-                live.append((rec, off, length))
-            off += length
-        if already_compacted and len(live) == seg.count:
-            return
-        idx = self._segments.index(seg)
-        if not live:
-            seg.retire(unlink=True)
-            _seg.fsync_dir(self.directory)
-            del self._segments[idx]
-            self._by_id.pop(seg.id, None)
-            result["removed"] += 1
-            self.stats.segments_removed_total += 1
-            self.stats.records_compacted_away_total += seg.count
-            return
-        _seg.write_file_atomic(seg.path, [mv[o:o + n] for _r, o, n in live], tmp_suffix=".compact")
-        new = Segment.open(seg.path, seg.first_seq)
-        new.sealed = True
-        new.rename_to_first_seq(live[0][0].seq)
-        new.index = SparseIndex(self.index_interval)
-        noff = 0
-        moves = []
-        for rec, _o, n in live:
-            new.index.note(rec.seq, noff)
-            moves.append((rec, (new.id << LOC_SHIFT) | noff))
-            noff += n
-        new.used = noff
-        new.count = len(live)
-        new.last_seq = live[-1][0].seq
-        new.last_ts = live[-1][0].ts
-        self._segments[idx] = new
-        self._by_id[new.id] = new
-        self._by_id.pop(seg.id, None)
-        seg.retire()
-        result["compacted"] += 1
-        self.stats.segments_compacted_total += 1
-        self.stats.records_compacted_away_total += seg.count - len(live)
-        if on_move is not None:
-            for rec, loc in moves:
-                on_move(rec, loc)
+    def retention_pass(self, max_age_seconds: float = 0, max_bytes: int = 0, **kwargs):
+        """A RetentionPass over this log (engine/log/compaction.py): `await p.run()` on the loop, or run_sync()."""
+        return RetentionPass(self, max_age_seconds, max_bytes, **kwargs)
 
     # ------------------------------------------------------------------ closing
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..log.record import decode_at
+from ..log.record import DEL, decode_at
 from ..native.scan import ScanFilter, Scanner
 
 __all__ = ["HistoryPage", "ScanFilter", "scan"]
@@ -50,6 +50,8 @@ def scan(log: Any, start: int, until: int, filt: ScanFilter, *, budget: int, max
     if budget <= 0:
         page.complete = False
         return page
+    if not getattr(log, "native_scan", True):
+        return _scan_py(log, start, until, filt, budget, max_hits, page)
     scanner = _scanner
     if scanner is None:
         scanner = _scanner = Scanner(HITS)
@@ -72,5 +74,30 @@ def scan(log: Any, start: int, until: int, filt: ScanFilter, *, budget: int, max
                 page.complete = False
                 return page
         page.last = max(page.last, min(last, until))  # the slice was walked to its end
+    page.last = max(page.last, until)
+    return page
+
+
+def _scan_py(log: Any, start: int, until: int, filt: ScanFilter, budget: int, max_hits: int,
+             page: HistoryPage) -> HistoryPage:
+    """`scan` in Python, for a log that holds version 2 records (a relay's: csrc/scan.c reads version 1 only).
+    The same filter as scanWanted in csrc/scan.c, and only PUT/DEL records."""
+    users, prefix, reader = filt.users, filt.prefix, filt.reader
+    for record in log.read_from(start, until=until):
+        if page.examined >= budget or len(page.records) >= max_hits:
+            page.complete = False
+            return page
+        page.examined += 1
+        TOTALS.examined += 1
+        page.last = record.seq
+        if record.kind > DEL or not record.path.startswith(prefix):
+            continue
+        if not record.path.startswith("/pub/") and (reader is None or record.user != reader):
+            continue
+        if users is not None:
+            bounds = users.get(record.user)
+            if bounds is None or record.seq <= bounds[0] or (bounds[1] and record.seq >= bounds[1]):
+                continue
+        page.records.append(record)
     page.last = max(page.last, until)
     return page

@@ -2,8 +2,11 @@
 matching LIVE subscription.
 
 Per event: one trie match, one SSE encoding (a second one only if some subscriber wants inline bodies), and for
-each matching subscriber a list append; each dirty subscription is flushed once per publish with one
-`writelines`. Invariants:
+each matching subscriber a list append. Each dirty subscription is flushed with one `writelines` once per loop
+turn, not once per publish: the first publish of a turn schedules `_flush` with `call_soon`, so every commit
+delivered in the same turn shares the send; and when another commit has already landed (its delivery is queued
+on the loop) the flush steps aside once to run after it. No timer: a frame waits at most for callbacks already
+queued. Invariants:
 - `publish` sees every durable record exactly once in seq order (the log's commit listener), and afterwards
   `published_seq` is the seq of the last record handed out; CATCHUP readers never read beyond it;
 - private records are matched only against the private trie, which holds only patterns of subscribers
@@ -23,7 +26,7 @@ from ..http.sse import chunk, event_frame
 from ..metrics import Metrics
 from ..native.trie import SubscriptionIndex
 from ..names import Pattern
-from .subscription import CATCHUP, CLOSED, LIVE, RECORD_OVERHEAD, Subscription
+from .subscription import CATCHUP, CLOSED, LIVE, RECORD_OVERHEAD, Subscription, make_matcher
 
 log = logging.getLogger("homestream.pubsub")
 
@@ -31,7 +34,7 @@ log = logging.getLogger("homestream.pubsub")
 class Hub:
     def __init__(self, log_: Any, metrics: Metrics, loop: asyncio.AbstractEventLoop | None = None, *,
                  inline_max: int = 4096, send_queue_bytes: int = 1 << 20, max_lag_bytes: int = 1 << 30,
-                 keepalive: float = 15.0):
+                 keepalive: float = 15.0, encoder: Callable[..., bytes] = event_frame):
         self.log = log_
         self.metrics = metrics
         self.loop = loop or asyncio.get_event_loop()
@@ -50,12 +53,22 @@ class Hub:
         self.published_bytes = 0
         self.tick = 0
         self._frame_cache: dict[tuple[Any, int], bytes] = {}
-        self.inline_encoder = functools.partial(event_frame, inline_max=inline_max)
+        # encoder(record, inline_max=None): the event frame of a record (a relay's frames add its upstream);
+        # the C replay of csrc/sse.c writes the standard frame only, so it serves only the standard encoder
+        self.encode = encoder
+        self.native_replay = encoder is event_frame
+        self.inline_encoder = functools.partial(encoder, inline_max=inline_max)
         self._finishing: list[tuple[Subscription, str]] = []
+        self.flushes_total = 0
+        self._dirty: list[Subscription] = []  # subscriptions with queued frames, flushed by `_flush`
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_held = False
         self.keepalive_ticks = 3
         self._tick_interval = keepalive / self.keepalive_ticks
         self._ticker = self.loop.call_later(self._tick_interval, self._on_tick)
         metrics.gauge("homestream_subscribers", "open event-stream subscriptions", lambda: self.count)
+        metrics.gauge("homestream_fanout_flushes_total", "writes of queued event frames to subscribers' sockets",
+                      lambda: self.flushes_total)
         metrics.gauge("homestream_subscribers_lagging", "subscriptions catching up from the log",
                       lambda: self.lagging)
 
@@ -96,12 +109,17 @@ class Hub:
     def rejoined(self, sub: Subscription) -> None:
         self.lagging -= 1
 
+    def make_matcher(self, patterns: list[Pattern], reader: str | None) -> Callable[[Any], bool]:
+        """The history matcher of a subscription (a relay's hub also passes its gap records)."""
+        return make_matcher(patterns, reader)
+
     # ---- publishing ----
 
     def publish(self, records: list[Any]) -> None:
-        dirty: list[Subscription] = []
+        dirty = self._dirty
         match_public = self._match_public
         match_private = self._match_private
+        encode = self.encode
         deliveries = 0
         nbytes = 0
         size_total = 0
@@ -119,7 +137,7 @@ class Hub:
                 if sub.mode != LIVE:
                     continue
                 if frame is None:
-                    frame = chunk(event_frame(record))
+                    frame = chunk(encode(record))
                 if sub.special:
                     sub.deliver_special(record, frame, dirty)
                     continue
@@ -133,8 +151,8 @@ class Hub:
         if records:
             self.published_seq = records[-1].seq
             self.published_bytes += size_total
-        for sub in dirty:
-            sub.flush()
+        if dirty and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
         m = self.metrics
         m.events_total += len(records)
         m.deliveries_total += deliveries
@@ -143,6 +161,23 @@ class Hub:
             finishing, self._finishing = self._finishing, []
             for sub, reason in finishing:
                 sub.end(reason)
+
+    def _flush(self) -> None:
+        """Write every dirty subscription's queued frames, one `writelines` each (once per loop turn)."""
+        self._flush_handle = None
+        if not self._flush_held and self.log.durable_seq > self.published_seq:
+            # a commit landed while this turn ran: its delivery is already queued, so flush once, after it
+            self._flush_held = True
+            self._flush_handle = self.loop.call_soon(self._flush)
+            return
+        self._flush_held = False
+        dirty, self._dirty = self._dirty, []
+        self.flushes_total += len(dirty)
+        for sub in dirty:
+            if sub.mode == CLOSED:
+                sub.queue.clear()  # ended (its own end() flushed first) or disconnected
+                continue
+            sub.flush()
 
     def encoded_frame(self, encoder: Callable[[Any], bytes], record: Any) -> bytes:
         """The chunk-framed frame of `record` in a non-standard encoding, made once per record and encoder."""

@@ -15,15 +15,36 @@ back to CATCHUP instead of buffering more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
-from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, event_frame, gap_frame, retry_frame
+from ..http.sse import END_OF_BODY, KEEPALIVE, chunk, end_frame, gap_frame, retry_frame
 from ..names import Pattern, encode_seq, is_public
 from ..native.sse import Replayer, ReplayFilter
 from . import history
 
-if TYPE_CHECKING:
-    from .hub import Hub
+
+class HubView(Protocol):
+    """What a Subscription uses of its hub (engine/pubsub/hub.py's Hub): typed here so that this module does not
+    import hub.py, which imports it."""
+
+    log: Any
+    loop: Any
+    metrics: Any
+    tick: int
+    lagging: int
+    published_seq: int
+    published_bytes: int
+    max_lag_bytes: int
+    inline_encoder: Any
+
+    def encoded_frame(self, encoder: Any, record: Any) -> bytes: ...
+
+    def finish_later(self, sub: "Subscription", reason: str) -> None: ...
+
+    def detach(self, sub: "Subscription", was_lagging: bool) -> None: ...
+
+    def rejoined(self, sub: "Subscription") -> None: ...
+
 
 LIVE, CATCHUP, CLOSED = 1, 2, 3
 CATCHUP_SLICE_BYTES = 256 * 1024  # written per loop turn while catching up, so one reader cannot starve others
@@ -85,7 +106,7 @@ class Subscription:
                  "last", "special", "limit_left", "inline", "live", "skip_until", "tick", "pos_bytes",
                  "scheduled", "framing", "end_on_history", "encoder", "quiet", "native", "scan")
 
-    def __init__(self, hub: "Hub", conn: Any, patterns: list[Pattern], reader: str | None, *,
+    def __init__(self, hub: HubView, conn: Any, patterns: list[Pattern], reader: str | None, *,
                  limit: int | None, inline: bool = False, live: bool = True, chunked: bool = True,
                  encoder: Callable[[Any], bytes] | None = None, matches: Callable[[Any], bool] | None = None,
                  quiet: bool = False, scan: Any = None):
@@ -95,8 +116,9 @@ class Subscription:
         self.id = -1
         self.patterns = patterns
         self.reader = reader
-        self.matches = matches or make_matcher(patterns, reader)
-        self.native = native_filter(patterns, reader, inline=inline, limit=limit, encoder=encoder, matches=matches)
+        self.matches = matches or hub.make_matcher(patterns, reader)
+        self.native = native_filter(patterns, reader, inline=inline, limit=limit, encoder=encoder,
+                                    matches=matches) if hub.native_replay else None
         self.queue: list[bytes] = []
         self.mode = LIVE
         self.pos = 0  # CATCHUP: last seq examined
@@ -226,7 +248,7 @@ class Subscription:
         append = out.append
         size = 0
         matches = self.matches
-        encode = self.encoder or event_frame
+        encode = self.encoder or hub.encode
         start = self.pos
         pos = start
         last = None
@@ -280,7 +302,7 @@ class Subscription:
         limited = self.limit_left > 0
         max_hits = min(self.limit_left, 4096) if limited else 4096
         page = history.scan(hub.log, start + 1, target, self.scan, budget=CATCHUP_SCAN_RECORDS, max_hits=max_hits)
-        encode = self.encoder or event_frame
+        encode = self.encoder or hub.encode
         out: list[bytes] = []
         size = 0
         last = None

@@ -34,7 +34,7 @@ from .collections import Collection, Registry
 from .keys import parse_storage  # noqa: F401  (re-exported for the API modules)
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..api.context import AppContext as App
 
 CONTENT_TYPE = b"application/x-homestream-sync"
 SESSION_TTL = 120.0

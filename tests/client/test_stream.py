@@ -267,3 +267,19 @@ async def test_async_stream_can_be_cancelled_while_waiting():
             with pytest.raises(asyncio.CancelledError):
                 await task
             await stream.aclose()
+
+
+def test_a_relays_upstream_gap_keeps_the_relays_position_and_names_the_upstream():
+    upstream_gap = b'id: 0000000000008\nevent: gap\ndata: {"upstream":"alice","from":100,"to":900}\n\n'
+
+    def script(n, req):
+        if n == 0:
+            return [b"retry: 10\n\n", event_frame(7), upstream_gap, "close"]
+        return [upstream_gap, event_frame(9), end_frame("limit", None)]  # the gap again: already handled
+
+    with FakeSSE(script) as srv, Client(srv.url) as client:
+        values = list(client.subscribe(ALL, after=0))
+    assert values[1] == Gap(100, 900, "alice")
+    assert _ids(values) == [7, 9]  # seqs 100..900 of the upstream did not swallow the relay's seq 9
+    assert sum(isinstance(v, Gap) for v in values) == 1
+    assert srv.requests[1].header("last-event-id") == "0000000000008"

@@ -109,6 +109,16 @@ def test_tail_prints_a_gap_as_such():
     assert seqs(as_json.lines) == [7, 8]
 
 
+def test_tail_prints_a_relays_upstream_gap_naming_the_upstream():
+    from engine.client.stream import Gap
+    from engine.commands.tail import format_gap
+
+    assert format_gap(Gap(5, 9, "alice"), False) == "gap: upstream alice events 5..9 were lost before the relay " \
+        "copied them"
+    assert json.loads(format_gap(Gap(5, 9, "alice"), True)) == {"gap": {"upstream": "alice", "from": 5, "to": 9}}
+    assert format_gap(Gap(5, 9), False) == "gap: events 5..9 were dropped by retention"
+
+
 def test_tail_ctrl_c_before_any_event_exits_0(tmp_path):
     with FakeSSE(lambda n, req: [b": keep-alive\n\n"]) as srv:
         tail = TailProc(["*", "--url", srv.url])

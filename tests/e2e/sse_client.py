@@ -12,21 +12,24 @@ from engine.names import parse_resume_point
 
 class SSEReader:
     def __init__(self, port: int, target: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
-                 rcvbuf: int | None = None, tls: bool = False, source: str | None = None):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        if source:  # another loopback address (127.0.0.2...): a second client as a proxy sees it
-            self.sock.bind((source, 0))
-        self.sock.connect(("127.0.0.1", port))
-        if tls:  # through a TLS front (tests/e2e/test_behind_nginx.py): its certificate is self-signed
-            import ssl
+                 rcvbuf: int | None = None, tls: bool = False, source: str | None = None,
+                 sock: socket.socket | None = None):
+        if sock is None:  # else: a connected keep-alive socket to send the request on (a chosen worker's)
+            sock = socket.socket()
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            if source:  # another loopback address (127.0.0.2...): a second client as a proxy sees it
+                sock.bind((source, 0))
+            sock.connect(("127.0.0.1", port))
+            if tls:  # through a TLS front (tests/e2e/test_behind_nginx.py): its certificate is self-signed
+                import ssl
 
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(sock, server_hostname="localhost")
+        self.sock = sock
         head = f"GET {target} HTTP/1.1\r\nHost: test\r\n"
         for k, v in (headers or {}).items():
             head += f"{k}: {v}\r\n"
