@@ -43,6 +43,13 @@ class Settings:
     idle_timeout: float = _f(30.0, "close a keep-alive connection idle this long between requests (s)")
     header_timeout: float = _f(10.0, "close a connection whose request head takes longer than this (s)")
     max_connections: int = _f(20000, "connections beyond this are answered 503 and closed")
+    body_budget_bytes: int = _f(64 * MiB, "request-body bytes all connections may hold at once; a body past it is "
+                                "503 with Retry-After (a Content-Length body counts whole from its head; bodies "
+                                "of at most 64 KiB may go 1/8 past it)")
+    body_min_rate: int = _f(4 * KiB, "a request body must arrive at this mean rate after a grace of header_timeout: "
+                            "each byte adds 1/rate s to its deadline; slower is 408 (bytes/s)")
+    body_timeout: float = _f(120.0, "the longest a request body may take after its head, whatever its rate (s)")
+    send_timeout: float = _f(60.0, "abort a connection whose peer reads none of its queued output this long (s)")
     cors_origins: list = _f([], "origins echoed in Access-Control-Allow-Origin; empty means '*'")
     auth_skew: float = _f(300.0, "largest accepted clock difference of a signed request (s)")
     verify_threads: int = _f(1, "threads that check ed25519 signatures beside the event loop; 0 checks on the loop")
@@ -111,6 +118,7 @@ class Settings:
             raise ValueError(f"port must be 1..65535, not {self.port}")
         for name in ("segment_bytes", "max_body_bytes", "max_header_bytes", "max_request_line",
                      "max_connections", "inline_max", "send_queue_bytes", "max_lag_bytes", "max_patterns",
+                     "body_min_rate",
                      "seed_max_storages", "seed_max_filters", "seed_max_hashes", "bloom_max_count",
                      "sync_max_symbols", "sync_session_bytes", "history_scan_records"):
             if getattr(self, name) <= 0:
@@ -118,9 +126,11 @@ class Settings:
         if self.segment_bytes < 64 * KiB:
             raise ValueError("segment_bytes must be at least 64 KiB")
         for name in ("commit_window_ms", "idle_timeout", "header_timeout", "auth_skew", "sse_keepalive",
-                     "shutdown_timeout", "retention_interval"):
+                     "shutdown_timeout", "retention_interval", "body_timeout", "send_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.body_budget_bytes < self.max_body_bytes:
+            raise ValueError("body_budget_bytes must be at least max_body_bytes (or no largest body could be read)")
         if not 0 <= self.verify_threads <= 64:
             raise ValueError(f"verify_threads must be 0..64, not {self.verify_threads}")
         if self.read_cache_bytes < 0:

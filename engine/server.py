@@ -21,6 +21,8 @@ from .http.connection import HttpConnection
 
 log = logging.getLogger("homestream.server")
 
+SMALL_BODY_BYTES = 64 * 1024  # request bodies up to this size have a reserve past body_budget_bytes (reserve_body)
+
 
 class Server:
     def __init__(self, settings: Settings, app: App, loop: asyncio.AbstractEventLoop, sock: Any = None):
@@ -33,6 +35,10 @@ class Server:
         self.connections: set[HttpConnection] = set()
         self.waiting: set[HttpConnection] = set()
         self.listener: asyncio.AbstractServer | None = None
+        self.body_bytes = 0  # request-body bytes reserved by connections (reserve_body), at most body_budget_bytes
+        self.body_limit = settings.body_budget_bytes  # ... plus an eighth for small bodies (see reserve_body)
+        self.small_body_limit = settings.body_budget_bytes + settings.body_budget_bytes // 8
+        self.timer_step = min(settings.header_timeout, settings.idle_timeout)  # see HttpConnection._schedule
         self.stopping = False
         self._stopped = asyncio.Event()
         from .maintenance import Maintenance
@@ -44,6 +50,8 @@ class Server:
         app.log.bind_loop(loop)
         m = app.metrics
         m.gauge("homestream_connections", "open TCP connections", lambda: len(self.connections))
+        m.gauge("homestream_body_bytes_in_flight", "request-body bytes reserved against body_budget_bytes",
+                lambda: self.body_bytes)
         if settings.verify_threads > 0:
             app.offload = _start_offload(app, loop, settings.verify_threads)
         if app.offload is not None:
@@ -69,6 +77,18 @@ class Server:
         self.waiting.discard(conn)
         if self.stopping and not self.connections:
             self._stopped.set()
+
+    def reserve_body(self, size: int, whole: int) -> bool:
+        """Take `size` more bytes of the request-body budget for a body that then holds `whole`; False (nothing
+        taken) when that would pass the budget. A small body (whole <= SMALL_BODY_BYTES) may go an eighth past
+        it, so that a few large uploads, finished or not, never starve ordinary small writes."""
+        if self.body_bytes + size > (self.small_body_limit if whole <= SMALL_BODY_BYTES else self.body_limit):
+            return False
+        self.body_bytes += size
+        return True
+
+    def release_body(self, size: int) -> None:
+        self.body_bytes -= size
 
     def wait_for_commit(self, conn: HttpConnection) -> None:
         self.waiting.add(conn)

@@ -7,9 +7,22 @@ so pipelined writes share one fsync. A plain GET the read cache holds (engine/ap
 with the cached bytes at its end, before any Request is made. Invariants:
 - responses leave in request order: once one waits for durability, every later one queues behind it;
 - limits are enforced before work: request line (414), head (431), body from Content-Length before reading it or
-  as soon as a chunked body passes it (413); a framing error is answered once and the connection closed;
-- timers: `header_timeout` from the first byte of a request head, `idle_timeout` between requests and between
-  body chunks; one TimerHandle per connection, armed and cancelled only in `_arm`;
+  as soon as a chunked body passes it (413); a framing error is answered once and the connection closed; a request
+  with both Content-Length and Transfer-Encoding (400) or an HTTP version other than 1.0/1.1 (505) is refused when
+  h11 hands over its head (RFC 9112 6.1: never guess where such a body ends);
+- request bodies in flight share the server's `body_budget_bytes` (Server.reserve_body): a Content-Length body
+  reserves its length when its head is read, a chunked one as it arrives (small bodies have a reserve past it);
+  past the budget the request is answered 503 with Retry-After and closed; the reservation is released when the
+  body is handed over or the connection goes;
+- output back-pressure: while the transport is paused for writing, or responses waiting for a commit hold more than
+  the transport's high-water mark (or MAX_PENDING_RESPONSES of them), nothing more is parsed or answered and
+  reading stops; so a connection holds at most about one response over the high-water mark, whatever it pipelines;
+- timers (one TimerHandle per connection, deadline moved lazily by `_arm` and the body arithmetic): `header_timeout`
+  from the connection's start or the first byte of a later request head, never re-armed by further bytes (408);
+  a body must arrive within `header_timeout` plus one second per `body_min_rate` bytes received, and within
+  `body_timeout` in all (408); `idle_timeout` between requests; `send_timeout` while output is paused and the
+  peer reads none of it (checked each send_timeout; the connection is then aborted, its queued bytes dropped);
+- a body over LARGE_BODY leaves as a write of its own after its head, never copied behind it (nor cached);
 - a StreamResponse (SSE) takes the transport over: later bytes from the peer are discarded;
 - while a request waits for its signature check (a Deferred, engine/http/offload.py) the connection parses
   nothing more and stops reading once more bytes arrive, so requests are handled one at a time, in order;
@@ -49,13 +62,21 @@ class Host(Protocol):
 
     def wait_for_commit(self, conn: "HttpConnection") -> None: ...
 
+    timer_step: float  # the shortest request timeout (see HttpConnection._schedule)
+
+    def reserve_body(self, size: int, whole: int) -> bool: ...
+
+    def release_body(self, size: int) -> None: ...
+
 
 log = logging.getLogger("homestream.http")
 
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
-MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop reading
+MAX_PENDING_RESPONSES = 256  # pipelined responses waiting for a commit before we stop parsing
+DEFAULT_HIGH_WATER = 64 * 1024  # a transport that cannot tell its write-buffer limits: uvloop's default
 _END = h11.EndOfMessage()
 FAST_CYCLE_MAX = 64 * 1024  # the most unparsed bytes a new h11 cycle object may copy (see _send_response)
+LARGE_BODY = 256 * 1024  # a body larger than this leaves as a write of its own, never copied behind its head
 _SINGLE_VALUED = (b"authorization", b"content-type", b"last-event-id")  # repeated: the last one wins
 _HEAD_EVENTS: dict[tuple[int, int, bool], h11.Response] = {}
 _HEAD_EVENTS_MAX = 4096
@@ -107,7 +128,9 @@ def _framing_length(response: Response) -> tuple[int, list[tuple[bytes, bytes]]]
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("server", "app", "settings", "conn", "transport", "peer", "pending", "body",
                  "stream", "timer", "write_paused", "read_paused", "closed", "head_bytes", "_timer_kind",
-                 "head", "close_after_response", "deadline", "deferred", "unparsed_bound")
+                 "head", "close_after_response", "deadline", "deferred", "unparsed_bound", "pending_bytes",
+                 "backlogged", "queue_limit", "reserved", "body_base", "body_cap", "paused_at", "_saved_timer",
+                 "timer_at", "send_mark")
 
     def __init__(self, server: Host):
         self.server = server
@@ -121,6 +144,7 @@ class HttpConnection(asyncio.Protocol):
         self.body: bytearray | None = None
         self.stream: Any = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # loop time `timer` fires: never after `deadline`, often before (see _schedule)
         self.deadline = 0.0  # loop time at which the armed `_timer_kind` expires
         self._timer_kind = ""
         self.write_paused = False
@@ -130,6 +154,15 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0  # bytes of the current request head seen so far (for the 414 probe)
         self.deferred: Deferred | None = None  # the request whose signature check is pending
         self.unparsed_bound = 0  # at least as many bytes as h11 holds unparsed (see _send_response)
+        self.pending_bytes = 0  # bytes of the responses in `pending`
+        self.backlogged = False  # `pending` is past queue_limit bytes or MAX_PENDING_RESPONSES: parse nothing more
+        self.queue_limit = DEFAULT_HIGH_WATER  # the transport's high-water mark, read once it is known
+        self.reserved = 0  # bytes of the server's body budget this connection holds for the body being read
+        self.body_base = 0.0  # the body's deadline before any byte (end of its grace), and the latest it may end
+        self.body_cap = 0.0
+        self.paused_at = 0.0  # loop time writing was paused, and the (kind, deadline) the send timer displaced
+        self._saved_timer: tuple[str, float] = ("", 0.0)
+        self.send_mark = 0  # bytes queued in the transport when the send timer was last armed (see _arm_send)
 
     # ---- asyncio callbacks ----
 
@@ -141,11 +174,15 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
             self.closed = True
             return
-        self._arm("idle")
+        limits = getattr(transport, "get_write_buffer_limits", None)
+        if limits is not None:
+            self.queue_limit = limits()[1]
+        self._arm("header")  # the first request's head is timed from the connection's start
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._stop_timer()
+        self._release_body()
         self.server.forget(self)
         if self.stream is not None:
             stream, self.stream = self.stream, None
@@ -155,22 +192,44 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = True
         if self.stream is not None:
             self.stream.on_pause()
-        else:
-            self._pause_reading()
+            return
+        self._pause_reading()
+        if self.closed:
+            return  # _close already runs the send timer for what is left to flush
+        self.paused_at = self.server.loop.time()
+        self._saved_timer = (self._timer_kind, self.deadline)
+        self._arm_send()  # the peer must read within send_timeout; the request timers wait meanwhile
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.stream is not None:
+            if self._timer_kind == "send":  # armed before the stream took over (its first write paused)
+                if self.transport.is_closing():
+                    self._arm_send()  # a finite stream written whole, flushing: the peer read some, go on
+                else:
+                    self._stop_timer()  # a live stream: its subscription's own limits hold it from here
             self.stream.on_resume()
-        elif len(self.pending) < MAX_PENDING_RESPONSES and self.deferred is None:
-            self._resume_reading()
+            return
+        if self._timer_kind != "send":
+            return
+        if self.closed:
+            self._arm_send()  # flushing before a close: the peer read something, give it send_timeout more
+            return
+        kind, deadline = self._saved_timer
+        self._timer_kind = ""  # the send timer is done; the request timer it displaced runs again
+        if kind:
+            shift = self.server.loop.time() - self.paused_at  # the time the peer spent not reading is not held
+            self.body_base += shift                           # against its request
+            self.body_cap += shift
+            self._arm(kind, deadline + shift)
+        self._continue()
 
     def data_received(self, data: bytes) -> None:
         if self.stream is not None or self.closed:
             return  # a stream ignores what the peer sends; a closing connection reads nothing more
         self.unparsed_bound += len(data)
-        if self.deferred is not None:
-            self.conn.receive_data(data)  # kept for after the deferred request; read no more until then
+        if self.deferred is not None or self.write_paused or self.backlogged:
+            self.conn.receive_data(data)  # kept for when the connection may go on; read no more until then
             self._pause_reading()
             return
         if self.conn.their_state is h11.IDLE:
@@ -186,7 +245,8 @@ class HttpConnection(asyncio.Protocol):
             self.conn.receive_data(b"")
             if self.deferred is None:
                 self._process()
-        return self.stream is None and (self.deferred is not None or bool(self.pending))
+        return self.stream is None and (self.deferred is not None or bool(self.pending) or self.write_paused
+                                        or self.backlogged)
 
     # ---- request processing ----
 
@@ -206,6 +266,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         while not self.closed and self.stream is None and self.deferred is None:
+            if self.write_paused or self.backlogged:
+                self._pause_reading()  # back-pressure: parse and answer nothing more until the output drains
+                return
             conn = self.conn  # a response may start a new h11 cycle object (see _send_response)
             try:
                 event = conn.next_event()
@@ -221,10 +284,19 @@ class HttpConnection(asyncio.Protocol):
             elif etype is h11.Data:
                 body = self.body
                 body += event.data  # type: ignore[operator]
-                if len(body) > self.settings.max_body_bytes:  # type: ignore[arg-type]
-                    self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
-                    return
-                self._arm("idle")
+                size = len(body)  # type: ignore[arg-type]
+                if size > self.reserved:  # a chunked body: reserve what arrived (a Content-Length one holds it all)
+                    if size > self.settings.max_body_bytes:
+                        self._fail(413, "payload_too_large",
+                                   f"body larger than {self.settings.max_body_bytes} bytes")
+                        return
+                    if not self.server.reserve_body(size - self.reserved, size):
+                        self._refuse_body()
+                        return
+                    self.reserved = size
+                # the body's deadline: a grace, one more second per body_min_rate bytes, never past body_cap
+                deadline = self.body_base + size / self.settings.body_min_rate
+                self.deadline = deadline if deadline < self.body_cap else self.body_cap
             elif etype is h11.EndOfMessage:
                 self._finish_request()
                 if self.unparsed_bound == 0 and self.conn.their_state is h11.IDLE:
@@ -236,7 +308,8 @@ class HttpConnection(asyncio.Protocol):
                 # h11 holds no complete event now: at most one partial head or chunk line, which it caps
                 self.unparsed_bound = min(self.unparsed_bound, self.settings.max_header_bytes)
                 if conn.their_state is h11.IDLE and not self._timer_kind:
-                    self._arm("idle")
+                    # between requests; a head already begun (pipelined behind the last one) is timed as one
+                    self._arm("header" if conn.trailing_data[0] else "idle")
                 return
             elif event is h11.PAUSED:
                 return
@@ -263,16 +336,46 @@ class HttpConnection(asyncio.Protocol):
         if head_size > self.settings.max_header_bytes:
             self._fail(431, "headers_too_large", f"request head larger than {self.settings.max_header_bytes} bytes")
             return False
-        length = headers.get(b"content-length")
-        if length is not None and int(length) > self.settings.max_body_bytes:
-            self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
+        version = event.http_version
+        if version != b"1.1" and version != b"1.0":
+            self._fail(505, "http_version_not_supported", "only HTTP versions 1.0 and 1.1 are served here")
             return False
+        length = headers.get(b"content-length")
+        chunked = b"transfer-encoding" in headers
+        if chunked and (length is not None or version == b"1.0"):
+            self._fail(400, "bad_request", "Transfer-Encoding with Content-Length or in HTTP/1.0 (RFC 9112 6.1)")
+            return False
+        if length is not None:
+            size = int(length)
+            if size > self.settings.max_body_bytes:
+                self._fail(413, "payload_too_large", f"body larger than {self.settings.max_body_bytes} bytes")
+                return False
+            if size:
+                if not self.server.reserve_body(size, size):
+                    self._refuse_body()
+                    return False
+                self.reserved = size
+            chunked = size > 0
         self.head = (event, headers)  # the Request is made at its end, unless the read cache answers it
         self.body = bytearray()
+        if chunked:  # a body follows: time it from here, with a grace as long as a head may take
+            s = self.settings
+            now = self.server.loop.time()
+            self.body_base = now + s.header_timeout
+            self.body_cap = now + s.body_timeout
+            self._arm("body", self.body_base if self.body_base < self.body_cap else self.body_cap)
         if self.conn.they_are_waiting_for_100_continue:
             self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        self._arm("idle")
         return True
+
+    def _refuse_body(self) -> None:
+        """The server's body budget cannot take this body (Server.reserve_body): 503, retry later, and close."""
+        self._fail(503, "unavailable", "too many request bodies in flight; retry shortly", ((b"retry-after", b"1"),))
+
+    def _release_body(self) -> None:
+        if self.reserved:
+            self.server.release_body(self.reserved)
+            self.reserved = 0
 
     def _finish_request(self) -> None:
         assert self.head is not None and self.body is not None
@@ -280,6 +383,9 @@ class HttpConnection(asyncio.Protocol):
         body = self.body
         self.head = None
         self.body = None
+        if self.reserved:
+            self.server.release_body(self.reserved)
+            self.reserved = 0
         fresh = self.app.fresh
         if fresh is not None:
             fresh()  # a worker of `serve --workers N`: apply what the writer made durable first (read your writes)
@@ -367,9 +473,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.conn.their_state is h11.MUST_CLOSE or self.transport.is_closing():
             return
-        if len(self.pending) < MAX_PENDING_RESPONSES and not self.write_paused:
-            self._resume_reading()
-        self._process()
+        self._continue()
 
     # ---- responses ----
 
@@ -385,9 +489,11 @@ class HttpConnection(asyncio.Protocol):
         conn = self.conn
         fast = self.unparsed_bound <= FAST_CYCLE_MAX and conn.their_state is h11.DONE
         close = self.close_after_response  # on the fast path, only our own shutdown closes
+        large = (fast and len(response.body) > LARGE_BODY and request.method != "HEAD"
+                 and response.status not in (204, 304))
         try:
             if fast:
-                data = self._frame_fast(request, response, close)
+                data = self._frame_fast(request, response, close, not large)
             else:
                 data = self._frame(request, response)
         except Exception:  # a handler produced a response h11 refuses: never let it reach the transport
@@ -396,6 +502,9 @@ class HttpConnection(asyncio.Protocol):
             return
         if fast:
             cache = self.app.read_cache
+            if large:  # the head, then the body as it is: no copy of it (and far past what the cache keeps)
+                self._send_fast(data, response.status, response.durable_seq, close, response.body)
+                return
             if (response.cache_tag is not None and cache is not None and not close and request.method == "GET"
                     and cache.plain(request.headers)):
                 cache.store(request.raw_target, response.cache_tag, data)
@@ -413,11 +522,13 @@ class HttpConnection(asyncio.Protocol):
             return
         self._cancel_timer()
 
-    def _send_fast(self, data: bytes, status: int, durable_seq: int, close: bool) -> None:
-        """Queue a response framed without h11 (by _frame_fast, or kept by the read cache), then close after it
-        or start the next request cycle."""
+    def _send_fast(self, data: bytes, status: int, durable_seq: int, close: bool, body: bytes = b"") -> None:
+        """Queue a response framed without h11 (by _frame_fast, or kept by the read cache; a large body apart,
+        after it), then close after it or start the next request cycle."""
         self.app.metrics.response(status)
         self._emit(data, durable_seq, None)
+        if body:
+            self._emit(body, durable_seq, None)
         if close:
             self._close_after(durable_seq)
             return
@@ -439,8 +550,9 @@ class HttpConnection(asyncio.Protocol):
         if closed:
             conn.receive_data(b"")
 
-    def _frame_fast(self, request: Request, response: Response, close: bool) -> bytes:
-        """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304)."""
+    def _frame_fast(self, request: Request, response: Response, close: bool, with_body: bool = True) -> bytes:
+        """The same bytes as _frame, without h11: head, headers, blank line, body (none for HEAD/204/304, and
+        none when not `with_body`: the caller then sends it after these bytes)."""
         status = response.status
         body = response.body
         length, others = _framing_length(response)
@@ -449,7 +561,8 @@ class HttpConnection(asyncio.Protocol):
         if body and request.method != "HEAD" and status not in (204, 304):
             if len(body) != length:
                 raise ValueError(f"body of {len(body)} bytes under Content-Length {length}")
-            data += body
+            if with_body:
+                data += body
         return data
 
     def _frame(self, request: Request, response: Response) -> bytes:
@@ -490,8 +603,9 @@ class HttpConnection(asyncio.Protocol):
             return
         self.pending.append((data, durable_seq, after))
         self.server.wait_for_commit(self)
-        if len(self.pending) >= MAX_PENDING_RESPONSES:
-            self._pause_reading()
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.queue_limit or len(self.pending) >= MAX_PENDING_RESPONSES:
+            self.backlogged = True  # _process stops at its next event; on_commit lets it go on
 
     def on_commit(self, durable_seq: int) -> bool:
         """Called by the server after a commit; returns True when nothing is left waiting."""
@@ -500,6 +614,7 @@ class HttpConnection(asyncio.Protocol):
         while pending and pending[0][1] <= durable_seq:
             data, _, after = pending.popleft()
             if data:
+                self.pending_bytes -= len(data)
                 chunks.append(data)
             if after is not None:
                 if chunks:
@@ -508,24 +623,39 @@ class HttpConnection(asyncio.Protocol):
                 after()
         if chunks and not self.transport.is_closing():
             self.transport.writelines(chunks)
-        if len(pending) < MAX_PENDING_RESPONSES and not self.write_paused:
-            self._resume_reading()
+        if self.backlogged and self.pending_bytes <= self.queue_limit and len(pending) < MAX_PENDING_RESPONSES:
+            self.backlogged = False
+            # not from here: this runs inside the server's commit fan-in, which a handled request may re-enter
+            self.server.loop.call_soon(self._continue)
         return not pending
+
+    def _continue(self) -> None:
+        """Back-pressure lifted: read again and answer what is buffered, unless something else still holds."""
+        if (self.closed or self.stream is not None or self.deferred is not None or self.write_paused
+                or self.backlogged):
+            return
+        self._resume_reading()
+        self._process()
 
     # ---- closing, timers, flow control ----
 
-    def _fail(self, status: int, code: str, message: str) -> None:
+    def _fail(self, status: int, code: str, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """Answer a framing or limit error once (after queued responses) and close."""
         self.app.metrics.response(status)
         self.app.metrics.protocol_errors += 1
-        self._emit(raw_error_bytes(status, code, message, self.app.cors_for_error()), 0, self._close)
+        self._release_body()
+        self._emit(raw_error_bytes(status, code, message, [*self.app.cors_for_error(), *extra]), 0, self._close)
         self.closed = True
 
     def _close(self) -> None:
         self.closed = True
-        self._stop_timer()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        if transport is not None and transport.get_write_buffer_size():
+            self._arm_send()  # close() flushes first: a peer that never reads must not keep the bytes forever
+        else:
+            self._stop_timer()
 
     def shutdown(self) -> None:
         """Server shutdown: close an idle keep-alive connection now; busy ones close after their response."""
@@ -536,18 +666,45 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.close_after_response = True  # finish the request in flight, answer it with Connection: close
 
-    def _arm(self, kind: str) -> None:
-        """Set the deadline for `kind`. Lazy: one TimerHandle lives at a time and, firing early, re-arms itself
-        for the current deadline, so a request costs attribute stores instead of timer objects."""
-        delay = self.settings.header_timeout if kind == "header" else self.settings.idle_timeout
-        loop = self.server.loop
-        self.deadline = loop.time() + delay
+    def _arm(self, kind: str, deadline: float = 0.0) -> None:
+        """Set the deadline for `kind` (its timeout from now, unless given). Lazy: one TimerHandle lives at a time
+        and, firing early, re-arms itself for the current deadline, so a request costs attribute stores instead
+        of timer objects. While the send timer runs (the peer reads nothing) the new deadline waits beside it."""
+        if not deadline:
+            s = self.settings
+            # "body" comes here only to wait again for our own commit or check: its deadline is set in _begin
+            delay = s.header_timeout if kind == "header" else s.send_timeout if kind == "send" else s.idle_timeout
+            deadline = self.server.loop.time() + delay
+        if self._timer_kind == "send" and kind != "send":
+            self._saved_timer = (kind, deadline)  # the peer is not reading: this one runs once it does
+            return
+        self.deadline = deadline
         self._timer_kind = kind
-        if self.timer is None:
-            self.timer = loop.call_at(self.deadline, self._on_timeout)
+        if self.timer is None or deadline < self.timer_at:
+            self._schedule()
+
+    def _arm_send(self) -> None:
+        """Time the peer's reading: it must take some of what is queued for it within each send_timeout."""
+        self.send_mark = self.transport.get_write_buffer_size()
+        self._arm("send")
+
+    def _schedule(self) -> None:
+        """(Re)place the handle at the deadline, or sooner: never more than server.timer_step ahead (the
+        shortest request timeout), so any deadline armed later is after it and moving it costs no new handle."""
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = self.server.loop
+        at = loop.time() + self.server.timer_step
+        if self.deadline < at:
+            at = self.deadline
+        self.timer_at = at
+        self.timer = loop.call_at(at, self._on_timeout)
 
     def _cancel_timer(self) -> None:
-        self._timer_kind = ""  # a pending handle finds nothing to do when it fires
+        if self._timer_kind == "send":
+            self._saved_timer = ("", 0.0)  # the send timer stays until the peer reads
+        else:
+            self._timer_kind = ""  # a pending handle finds nothing to do when it fires
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -558,19 +715,30 @@ class HttpConnection(asyncio.Protocol):
     def _on_timeout(self) -> None:
         self.timer = None
         kind = self._timer_kind
-        if not kind or self.stream is not None or self.closed:
+        if not kind or (self.stream is not None and kind != "send"):
             return
-        loop = self.server.loop
-        if loop.time() < self.deadline:
-            self.timer = loop.call_at(self.deadline, self._on_timeout)  # the deadline moved on since
+        if self.server.loop.time() < self.deadline:
+            self._schedule()  # the deadline moved on since, or the handle fired a step early
             return
         self._timer_kind = ""
+        if kind == "send":
+            if self.transport.get_write_buffer_size() < self.send_mark:
+                self._arm_send()  # the peer is reading, however slowly: it has another send_timeout
+                return
+            # the peer read nothing for send_timeout: drop what is queued for it, and it
+            self.app.metrics.timeouts += 1
+            self.closed = True
+            self.transport.abort()
+            return
+        if self.closed or self.stream is not None:
+            return
         if self.pending or self.deferred is not None:
             self._arm(kind)  # waiting for our own commit or signature check is not the peer's fault
             return
-        if kind == "header" or self.conn.their_state is not h11.IDLE:
+        if kind != "idle" or self.conn.their_state is not h11.IDLE:
             self.app.metrics.timeouts += 1
-            self._fail(408, "request_timeout", "request not received in time")
+            what = "request body" if kind == "body" else "request head" if kind == "header" else "request"
+            self._fail(408, "request_timeout", f"{what} not received in time")
         else:
             self._close()
 
