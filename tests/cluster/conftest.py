@@ -9,7 +9,7 @@ import os
 import pytest
 
 from engine.cluster.localnats import LocalNatsCluster, nats_server_binary
-from tests.e2e.harness import Key
+from e2e.harness import Key
 
 from .nodes import Node
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from engine.names import parse_resume_point
-from tests.e2e.sse_client import SSEReader, events
+from e2e.sse_client import SSEReader, events
 
 from .test_replicas import put
 

@@ -4,7 +4,7 @@ node with Last-Event-ID gets every event once."""
 from __future__ import annotations
 
 from engine.names import parse_resume_point
-from tests.e2e.sse_client import SSEReader, events
+from e2e.sse_client import SSEReader, events
 
 from .test_replicas import put
 
