@@ -47,8 +47,11 @@ async def _connect(settings: Settings, stop: asyncio.Event) -> Cluster | None:
         return None
     nc = connecting.result()
     cluster = Cluster(nc, Names(settings.cluster_name))
-    await cluster.setup(replicas=settings.cluster_replicas, lease_ttl=settings.lease_ttl,
-                        max_age=settings.stream_max_age, max_record=settings.max_body_bytes + RECORD_HEADROOM)
+    # idempotent, so it is retried while the JetStream cluster is still electing leaders (a fresh or busy cluster
+    # answers "nats: timeout" for a few seconds)
+    await patiently("stream and buckets", lambda: cluster.setup(
+        replicas=settings.cluster_replicas, lease_ttl=settings.lease_ttl, max_age=settings.stream_max_age,
+        max_record=settings.max_body_bytes + RECORD_HEADROOM), attempts=12)
     return cluster
 
 
