@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workers.supervisor import run as run_server  # --workers 1: the one-process server, unchanged
 
     try:
-        return run_server(settings)
+        return run_server(settings, lambda exc: start_error(exc, settings))
     except (OSError, StorageError) as exc:  # a held, damaged or missing log, a port in use: one line each
         line = " ".join(start_error(exc, settings).split())
         logging.getLogger("homestream.server").error("cannot start: %s", line)

@@ -32,6 +32,7 @@ import time
 from typing import Callable
 
 from ..config import Settings
+from ..errors import StorageError
 from ..log.cursor import SharedCursor
 
 log = logging.getLogger("homestream.supervisor")
@@ -55,9 +56,14 @@ class Child:
         self.due = 0.0  # monotonic time of the next start (after a death)
 
 
+EXPLAINED = 3  # a child's exit code after it logged, in one line, why it could not start
+
+
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int):
+    def __init__(self, settings: Settings, workers: int,
+                 explain: Callable[[BaseException], str] | None = None):
         self.settings = settings
+        self.explain = explain  # one line for a child that cannot start (a held or damaged log): no traceback
         self.workers = workers
         self.run_dir = tempfile.mkdtemp(prefix="homestream-")
         os.chmod(self.run_dir, 0o700)
@@ -68,6 +74,7 @@ class Supervisor:
         self.stopping = False
         self.worker_restarts = 0
         self.writer_restarts = 0
+        self.writer_explained = False  # the writer exited after logging why it could not start
 
     # ---- processes ----
 
@@ -79,6 +86,14 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 code = target()
+            except (OSError, StorageError) as exc:
+                if self.explain is None:
+                    log.exception("child %d failed", os.getpid())
+                else:
+                    # the same line as one process prints (engine/commands/serve.py)
+                    logging.getLogger("homestream.server").error("cannot start: %s",
+                                                                 " ".join(self.explain(exc).split()))
+                    code = EXPLAINED
             except BaseException:
                 log.exception("child %d failed", os.getpid())
             finally:
@@ -121,9 +136,10 @@ class Supervisor:
             state = self.cursor.read()
             if state.generation > generation and state.writer_pid == self.writer.pid:
                 return True
-            pid, _status = os.waitpid(self.writer.pid, os.WNOHANG)
+            pid, status = os.waitpid(self.writer.pid, os.WNOHANG)
             if pid:
                 self.writer.pid = 0
+                self.writer_explained = os.waitstatus_to_exitcode(status) == EXPLAINED
                 return False
             time.sleep(0.01)
         return False
@@ -144,7 +160,8 @@ class Supervisor:
                 self._stop_all()
                 if self.stopping:  # a signal during start-up: a clean stop
                     return 0
-                log.error("the writer did not start; see its log above")
+                if not self.writer_explained:  # else its one line "cannot start: ..." said it all
+                    log.error("the writer did not start; see its log above")
                 return 1
             for child in self.children:
                 self._start_worker(child)
@@ -274,7 +291,9 @@ def worker_count(text: str) -> int:
     return int(text)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, explain: Callable[[BaseException], str] | None = None) -> int:
+    """Serve: a cluster node, one process, or a supervisor of N workers. `explain` turns a start-up failure
+    (OSError, StorageError) of a child into the one line the CLI prints (engine/commands/serve.py)."""
     if settings.cluster:  # a cluster node is one process (--workers with --cluster is refused at start)
         import uvloop
 
@@ -287,4 +306,4 @@ def run(settings: Settings) -> int:
 
         return run_server(settings)
     sys.stderr.flush()
-    return Supervisor(settings, n).run()
+    return Supervisor(settings, n, explain).run()

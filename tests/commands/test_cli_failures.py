@@ -43,6 +43,9 @@ def _cases(w: dict) -> list[tuple[str, list[str], str, int]]:
         # serve
         ("serve: data directory held by another server", ["serve", "--data", str(tmp / "data"), "--port",
                                                           str(free_port())], "another server holds", 1),
+        ("serve --workers 2: data directory held by another server",
+         ["serve", "--workers", "2", "--data", str(tmp / "data"), "--port", str(free_port())],
+         "another server holds", 1),
         ("serve: port in use", ["serve", "--data", str(tmp / "d2"), "--port", port], "--port", 1),
         ("serve: data directory under a file", ["serve", "--data", plain + "/d", "--port", str(free_port())],
          "--data", 1),
