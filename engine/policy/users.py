@@ -39,8 +39,8 @@ def token_digest(token: str) -> str:
 
 
 def new_token() -> str:
-    """A signup token: 32 random bytes, base64url without padding (43 characters)."""
-    return secrets.token_urlsafe(32)
+    """A signup token: 32 random bytes in hex (64 characters)."""
+    return secrets.token_hex(32)  # never starts with "-", so `homestream admin revoke TOKEN` can take it
 
 
 def encode_line(entry: dict) -> bytes:

@@ -183,7 +183,11 @@ def test_kill_9_of_a_worker_under_signed_writes_loses_no_acknowledged_write(work
 
 def test_kill_9_of_the_writer_is_restarted_and_no_acknowledged_write_is_lost(workers_server, alice):
     srv = workers_server(2)
-    workers = {health(srv.port)["pid"] for _ in range(30)}
+    workers: set[int] = set()
+    deadline = time.monotonic() + 10
+    while len(workers) < 2 and time.monotonic() < deadline:  # new connections until both workers answered
+        workers.add(health(srv.port)["pid"])
+    assert len(workers) == 2
     writer = [pid for pid in srv.children() if pid not in workers]
     assert len(writer) == 1
     with SignedLoad(srv.url, alice) as load:
