@@ -340,35 +340,6 @@ class Keyspace:
             self._live_bytes.pop(user_b, None)
         return True
 
-    def apply(self, rec: Record) -> None:
-        """Index a record the log already holds that no put/delete made here (a cluster replica appends the
-        origin's records with Log.append_framed), and tell the listeners, exactly as put/delete would have."""
-        user_b = rec.user.encode("ascii")
-        path_b = rec.path.encode("utf-8")
-        self._live_bytes.pop(user_b, None)  # recounted when next asked (live_bytes), as after a restart
-        d = self._users.get(user_b)
-        if rec.kind == PUT:
-            if d is None:
-                d = self._users[user_b] = {}
-            created = path_b not in d
-            d[path_b] = rec.loc
-            sp = self._sorted.get(user_b)
-            if created and sp is not None:
-                insort(sp, path_b)
-        else:
-            if d is None or d.pop(path_b, None) is None:
-                return  # a DEL of a key this index never had: nothing changed, nobody to tell
-            sp = self._sorted.get(user_b)
-            if sp is not None:
-                i = bisect_left(sp, path_b)
-                if i < len(sp) and sp[i] == path_b:
-                    del sp[i]
-            if not d:
-                del self._users[user_b]
-                self._sorted.pop(user_b, None)
-        for fn in self._listeners:
-            fn(rec.kind, rec.user, rec.path, rec)
-
     # ---- retention ----
 
     def is_live(self, rec: Record) -> bool:
